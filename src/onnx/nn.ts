@@ -1,0 +1,123 @@
+/**
+ * The basic layers every model uses, with torch.nn's parameter names and shapes (Linear.weight is
+ * [out, in], Conv2d.weight [out, in/groups, k, k]). Each declares its parameters in a Scope at construction and
+ * emits ops in `forward`.
+ */
+import type { Value } from "./graph_builder.js";
+import type { ModelBuilder } from "./model_builder.js";
+import * as op from "./ops.js";
+import type { Param, Scope } from "./params.js";
+
+export class Linear {
+  readonly weight: Param;
+  readonly bias: Param | undefined;
+  constructor(
+    s: Scope,
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    bias = true,
+  ) {
+    this.weight = s.param("weight", [outFeatures, inFeatures]);
+    this.bias = bias ? s.param("bias", [outFeatures]) : undefined;
+  }
+  /** x @ Wᵀ + b, as MatMul(x, Transpose(W)) (the transpose is folded at session creation). */
+  forward(b: ModelBuilder, x: Value): Value {
+    const y = op.matmul(x, op.transpose(b.param(this.weight), [1, 0]));
+    return this.bias ? op.add(y, b.param(this.bias)) : y;
+  }
+}
+
+export class Conv2d {
+  readonly weight: Param;
+  readonly bias: Param | undefined;
+  constructor(
+    s: Scope,
+    readonly inChannels: number,
+    readonly outChannels: number,
+    readonly kernel: number,
+    readonly opts: { stride?: number; padding?: number; groups?: number; bias?: boolean } = {},
+  ) {
+    this.weight = s.param("weight", [outChannels, inChannels / (opts.groups ?? 1), kernel, kernel]);
+    this.bias = (opts.bias ?? true) ? s.param("bias", [outChannels]) : undefined;
+  }
+  forward(b: ModelBuilder, x: Value): Value {
+    return op.conv(x, b.param(this.weight), this.bias ? b.param(this.bias) : undefined, {
+      kernel: this.kernel,
+      stride: this.opts.stride,
+      padding: this.opts.padding,
+      group: this.opts.groups,
+    });
+  }
+}
+
+export class LayerNorm {
+  readonly weight: Param;
+  readonly bias: Param;
+  constructor(
+    s: Scope,
+    readonly dim: number,
+    readonly eps = 1e-5,
+  ) {
+    this.weight = s.param("weight", [dim]);
+    this.bias = s.param("bias", [dim]);
+  }
+  forward(b: ModelBuilder, x: Value): Value {
+    return op.layerNormalization(x, b.param(this.weight), b.param(this.bias), this.eps);
+  }
+}
+
+/**
+ * torch.nn.GroupNorm on NCHW (or N,C,L) as Reshape(0,G,-1) → LayerNormalization (unit scale) → Reshape → affine:
+ * measured 2x faster on the CPU EP than opset-21 GroupNormalization, which has no CPU kernel of its own.
+ */
+export class GroupNorm {
+  readonly weight: Param | undefined;
+  readonly bias: Param | undefined;
+  constructor(
+    s: Scope,
+    readonly numGroups: number,
+    readonly numChannels: number,
+    readonly eps = 1e-5,
+    affine = true,
+  ) {
+    if (numChannels % numGroups !== 0) {
+      throw new Error(`${s.prefix}: GroupNorm channels ${numChannels} not divisible by groups ${numGroups}`);
+    }
+    this.weight = affine ? s.param("weight", [numChannels]) : undefined;
+    this.bias = affine ? s.param("bias", [numChannels]) : undefined;
+  }
+  forward(b: ModelBuilder, x: Value): Value {
+    return groupNorm(b, x, this.numGroups, this.numChannels, this.eps, this.weight, this.bias);
+  }
+}
+
+export function groupNorm(
+  b: ModelBuilder,
+  x: Value,
+  groups: number,
+  channels: number,
+  eps: number,
+  weight?: Param,
+  bias?: Param,
+): Value {
+  const grouped = op.reshape(x, [0, groups, -1]);
+  const ones = op.constantOfShape(op.shape(grouped, 2, 3), 1);
+  let y = op.reshape(op.layerNormalization(grouped, ones, undefined, eps), op.shape(x));
+  if (weight) y = op.mul(y, op.reshape(b.param(weight), [channels, 1, 1]));
+  if (bias) y = op.add(y, op.reshape(b.param(bias), [channels, 1, 1]));
+  return y;
+}
+
+export class Embedding {
+  readonly weight: Param;
+  constructor(
+    s: Scope,
+    readonly num: number,
+    readonly dim: number,
+  ) {
+    this.weight = s.param("weight", [num, dim]);
+  }
+  forward(b: ModelBuilder, ids: Value): Value {
+    return op.gather(b.param(this.weight), ids, 0);
+  }
+}
