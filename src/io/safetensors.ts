@@ -1,6 +1,10 @@
 /**
- * safetensors reader: header parsed eagerly, tensor data read lazily by offset (never the whole file).
- * Format: https://github.com/huggingface/safetensors — u64 LE header length N, N bytes of JSON, data section.
+ * safetensors reader: header parsed and validated eagerly, tensor data read lazily by offset (never the whole
+ * file). Format: https://github.com/huggingface/safetensors — u64 LE header length N, N bytes of JSON header
+ * `{name: {dtype, shape, data_offsets: [start, end]}, "__metadata__"?: {str: str}}`, then the data section.
+ * Validation follows the reference Rust reader (safetensors/src/tensor.rs, `read_metadata` + `validate`), plus
+ * duplicate-key detection (a strict JSON parser of our own keeps every key and every number's exact text).
+ * Little-endian hosts are assumed (every platform Node ships prebuilt binaries for).
  */
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 
@@ -30,6 +34,16 @@ export interface TensorInfo {
   byteLength: number;
 }
 
+export type SafetensorsTypedArray =
+  | Float64Array
+  | Float32Array
+  | Uint16Array
+  | BigInt64Array
+  | Int32Array
+  | Int16Array
+  | Int8Array
+  | Uint8Array;
+
 export class SafetensorsError extends Error {
   constructor(
     readonly file: string,
@@ -39,6 +53,27 @@ export class SafetensorsError extends Error {
     this.name = "SafetensorsError";
   }
 }
+
+const TYPED_VIEWS: Record<SafetensorsDtype, new (b: ArrayBuffer) => SafetensorsTypedArray> = {
+  F64: Float64Array,
+  F32: Float32Array,
+  F16: Uint16Array,
+  BF16: Uint16Array,
+  I64: BigInt64Array,
+  I32: Int32Array,
+  I16: Int16Array,
+  I8: Int8Array,
+  U8: Uint8Array,
+  BOOL: Uint8Array,
+};
+
+/** Largest header the reference reader accepts. */
+export const MAX_HEADER_SIZE = 100_000_000;
+const TWO_POW_53 = 2n ** 53n;
+/** Bytes per readSync call (readSync cannot take more than 2 GiB at once). */
+const READ_CHUNK = 1 << 30;
+/** Elements per chunk when converting F16/BF16 to float32 (bounds the temporary buffer to 32 MiB). */
+const CONVERT_CHUNK = 1 << 24;
 
 export class SafetensorsFile {
   private fd: number | undefined;
@@ -64,14 +99,23 @@ export class SafetensorsFile {
     if (/\.(bin|ckpt|pt|pth|pkl)$/.test(lower)) {
       throw new SafetensorsError(
         path,
-        "pickle checkpoints (.bin/.ckpt/.pt) are never loaded (they can run arbitrary code); convert the model to safetensors",
+        "pickle checkpoints (.bin/.ckpt/.pt/.pth) are never loaded (they can run arbitrary code); convert the model to safetensors",
       );
     }
-    const fd = openSync(path, "r");
+    let fd: number;
     try {
-      const size = fstatSync(fd).size;
-      const { headerLength, metadata, tensors } = parseHeader(path, fd, size);
-      return new SafetensorsFile(path, fd, size, headerLength, metadata, tensors);
+      fd = openSync(path, "r");
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "ENOENT") throw new SafetensorsError(path, "file not found");
+      if (code === "EISDIR") throw new SafetensorsError(path, "is a directory, not a safetensors file");
+      throw new SafetensorsError(path, `cannot open file (${(e as Error).message})`);
+    }
+    try {
+      const st = fstatSync(fd);
+      if (st.isDirectory()) throw new SafetensorsError(path, "is a directory, not a safetensors file");
+      const { headerLength, metadata, tensors } = parseHeader(path, fd, st.size);
+      return new SafetensorsFile(path, fd, st.size, headerLength, metadata, tensors);
     } catch (e) {
       closeSync(fd);
       throw e;
@@ -92,77 +136,71 @@ export class SafetensorsFile {
     return t;
   }
 
-  /** Raw little-endian bytes of one tensor. */
-  readBytes(name: string): Buffer {
-    const t = this.info(name);
+  /** Reads `dst.byteLength` bytes of tensor `t`, starting `at` bytes into its data. */
+  private readInto(t: TensorInfo, dst: Uint8Array, at = 0): void {
     if (this.fd === undefined) throw new SafetensorsError(this.path, "file is closed");
-    const buf = Buffer.allocUnsafe(t.byteLength);
     let done = 0;
-    while (done < t.byteLength) {
-      const n = readSync(this.fd, buf, done, t.byteLength - done, t.fileOffset + done);
-      if (n <= 0) throw new SafetensorsError(this.path, `unexpected end of file reading "${name}"`);
+    while (done < dst.byteLength) {
+      const len = Math.min(dst.byteLength - done, READ_CHUNK);
+      const n = readSync(this.fd, dst, done, len, t.fileOffset + at + done);
+      if (n <= 0) throw new SafetensorsError(this.path, `unexpected end of file reading "${t.name}"`);
       done += n;
     }
-    return buf;
   }
 
-  /** The tensor in its own dtype (F16/BF16 as Uint16Array, BOOL as Uint8Array). */
-  getTyped(
-    name: string,
-  ):
-    | Float64Array
-    | Float32Array
-    | Uint16Array
-    | BigInt64Array
-    | Int32Array
-    | Int16Array
-    | Int8Array
-    | Uint8Array {
+  /** Raw little-endian bytes of one tensor (a fresh, 8-byte-aligned buffer). */
+  readBytes(name: string): Buffer {
     const t = this.info(name);
-    const b = this.readBytes(name);
-    const ab = b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
-    switch (t.dtype) {
-      case "F64":
-        return new Float64Array(ab);
-      case "F32":
-        return new Float32Array(ab);
-      case "F16":
-      case "BF16":
-        return new Uint16Array(ab);
-      case "I64":
-        return new BigInt64Array(ab);
-      case "I32":
-        return new Int32Array(ab);
-      case "I16":
-        return new Int16Array(ab);
-      case "I8":
-        return new Int8Array(ab);
-      case "U8":
-      case "BOOL":
-        return new Uint8Array(ab);
-    }
+    const ab = new ArrayBuffer(t.byteLength);
+    this.readInto(t, new Uint8Array(ab));
+    return Buffer.from(ab);
   }
 
-  /** The tensor converted to float32 (I64 via Number; BOOL as 0/1). */
+  /** The tensor in its own dtype (F16/BF16 as Uint16Array bit patterns, BOOL as Uint8Array). */
+  getTyped(name: string): SafetensorsTypedArray {
+    const t = this.info(name);
+    const ab = new ArrayBuffer(t.byteLength);
+    this.readInto(t, new Uint8Array(ab));
+    return new TYPED_VIEWS[t.dtype](ab);
+  }
+
+  /** The tensor converted to float32 (F16/BF16 exactly; F64 and I64 rounded; BOOL as 0/1). */
   getFloat32(name: string): Float32Array {
     const t = this.info(name);
+    if (t.dtype === "F16" || t.dtype === "BF16") {
+      // Chunked: the whole tensor is never held twice (large F16 weights are hundreds of MB).
+      const n = t.byteLength / 2;
+      const out = new Float32Array(n);
+      const outBits = new Uint32Array(out.buffer);
+      const chunk = new Uint16Array(Math.min(n, CONVERT_CHUNK));
+      const chunkBytes = new Uint8Array(chunk.buffer);
+      for (let start = 0; start < n; start += chunk.length) {
+        const len = Math.min(chunk.length, n - start);
+        this.readInto(t, chunkBytes.subarray(0, len * 2), start * 2);
+        const src = chunk.subarray(0, len);
+        const dst = outBits.subarray(start, start + len);
+        if (t.dtype === "F16") f16BitsToF32Bits(src, dst);
+        else bf16BitsToF32Bits(src, dst);
+      }
+      return out;
+    }
     const a = this.getTyped(name);
     if (a instanceof Float32Array) return a;
     const out = new Float32Array(a.length);
-    if (t.dtype === "F16") for (let i = 0; i < a.length; i++) out[i] = halfToFloat(a[i] as number);
-    else if (t.dtype === "BF16") for (let i = 0; i < a.length; i++) out[i] = bfloat16ToFloat(a[i] as number);
-    else for (let i = 0; i < a.length; i++) out[i] = Number(a[i]);
+    if (a instanceof BigInt64Array) for (let i = 0; i < a.length; i++) out[i] = Number(a[i] as bigint);
+    else out.set(a as Exclude<SafetensorsTypedArray, BigInt64Array>);
     return out;
   }
 
-  /** The tensor converted to float64. */
+  /** The tensor converted to float64 (I64 beyond 2^53 rounded). */
   getFloat64(name: string): Float64Array {
     const t = this.info(name);
+    if (t.dtype === "F16" || t.dtype === "BF16") return Float64Array.from(this.getFloat32(name));
     const a = this.getTyped(name);
     if (a instanceof Float64Array) return a;
-    if (t.dtype === "F16" || t.dtype === "BF16") return Float64Array.from(this.getFloat32(name));
     const out = new Float64Array(a.length);
-    for (let i = 0; i < a.length; i++) out[i] = Number(a[i]);
+    if (a instanceof BigInt64Array) for (let i = 0; i < a.length; i++) out[i] = Number(a[i] as bigint);
+    else out.set(a as Exclude<SafetensorsTypedArray, BigInt64Array | Uint16Array>);
     return out;
   }
 
@@ -177,82 +215,414 @@ export function loadSafetensors(path: string): SafetensorsFile {
   return SafetensorsFile.open(path);
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// F16 / BF16 → F32 (exact: subnormals, ±0, ±inf and NaN payloads included)
+
+let f16Table: Uint32Array | undefined;
+
+/** float32 bit patterns of all 65536 half-precision values (built once, 256 KiB). */
+function halfTable(): Uint32Array {
+  if (f16Table) return f16Table;
+  const bits = new Uint32Array(65536);
+  const f = new Float32Array(bits.buffer);
+  for (let h = 0; h < 65536; h++) {
+    const sign = (h & 0x8000) << 16;
+    const e = (h >> 10) & 0x1f;
+    const m = h & 0x3ff;
+    if (e === 0) {
+      f[h] = m * 2 ** -24; // exact (zero or subnormal half; normal in float32)
+      bits[h] = (bits[h] as number) | sign;
+    } else if (e === 31) bits[h] = sign | 0x7f800000 | (m << 13);
+    else bits[h] = sign | ((e + 112) << 23) | (m << 13);
+  }
+  f16Table = bits;
+  return bits;
+}
+
+/** Converts F16 bit patterns to float32 bit patterns (dst may view a Float32Array's buffer). */
+export function f16BitsToF32Bits(src: Uint16Array, dst: Uint32Array): void {
+  const table = halfTable();
+  const n = src.length;
+  for (let i = 0; i < n; i++) dst[i] = table[src[i] as number] as number;
+}
+
+/** Converts BF16 bit patterns to float32 bit patterns (dst may view a Float32Array's buffer). */
+export function bf16BitsToF32Bits(src: Uint16Array, dst: Uint32Array): void {
+  const n = src.length;
+  for (let i = 0; i < n; i++) dst[i] = (src[i] as number) << 16;
+}
+
+/** Whole-array conversions (F16/BF16 bit patterns → Float32Array). */
+export function f16ToFloat32Array(src: Uint16Array): Float32Array {
+  const out = new Float32Array(src.length);
+  f16BitsToF32Bits(src, new Uint32Array(out.buffer));
+  return out;
+}
+
+export function bf16ToFloat32Array(src: Uint16Array): Float32Array {
+  const out = new Float32Array(src.length);
+  bf16BitsToF32Bits(src, new Uint32Array(out.buffer));
+  return out;
+}
+
 const f32buf = new Float32Array(1);
 const u32buf = new Uint32Array(f32buf.buffer);
 
 export function bfloat16ToFloat(h: number): number {
-  u32buf[0] = h << 16;
+  u32buf[0] = (h & 0xffff) << 16;
   return f32buf[0] as number;
 }
 
 export function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? Number.NaN : s * Number.POSITIVE_INFINITY;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
+  u32buf[0] = halfTable()[h & 0xffff] as number;
+  return f32buf[0] as number;
 }
 
-function parseHeader(
-  path: string,
-  fd: number,
-  size: number,
-): { headerLength: number; metadata: Record<string, string>; tensors: Map<string, TensorInfo> } {
-  if (size < 8) throw new SafetensorsError(path, `file is ${size} bytes, too small to be safetensors`);
+// ---------------------------------------------------------------------------------------------------------
+// Header: strict JSON (RFC 8259) keeping duplicate keys visible and numbers as their exact text
+
+class JsonNumber {
+  constructor(readonly raw: string) {}
+}
+type JsonValue = null | boolean | string | JsonNumber | JsonValue[] | JsonObject;
+class JsonObject {
+  readonly entries = new Map<string, JsonValue>();
+}
+class JsonSyntaxError extends Error {}
+class DuplicateKeyError extends Error {
+  constructor(
+    readonly key: string,
+    readonly depth: number,
+  ) {
+    super(key);
+  }
+}
+
+const MAX_JSON_DEPTH = 128; // serde_json's recursion limit
+const NUMBER_RE = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
+const ESCAPES: Record<string, string> = {
+  '"': '"',
+  "\\": "\\",
+  "/": "/",
+  b: "\b",
+  f: "\f",
+  n: "\n",
+  r: "\r",
+  t: "\t",
+};
+
+class JsonParser {
+  private pos = 0;
+  constructor(private readonly s: string) {}
+
+  parseDocument(): JsonValue {
+    const v = this.value(0);
+    this.ws();
+    if (this.pos !== this.s.length) this.fail("trailing characters after the JSON value");
+    return v;
+  }
+
+  private fail(msg: string): never {
+    throw new JsonSyntaxError(`${msg} at character ${this.pos}`);
+  }
+
+  private ws(): void {
+    const s = this.s;
+    while (this.pos < s.length) {
+      const c = s.charCodeAt(this.pos);
+      if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) break;
+      this.pos++;
+    }
+  }
+
+  private value(depth: number): JsonValue {
+    this.ws();
+    const c = this.s[this.pos];
+    if (c === undefined) this.fail("unexpected end of input");
+    if (c === "{" || c === "[") {
+      if (depth >= MAX_JSON_DEPTH) this.fail("nesting too deep");
+      return c === "{" ? this.object(depth + 1) : this.array(depth + 1);
+    }
+    if (c === '"') return this.string();
+    for (const [word, v] of [
+      ["true", true],
+      ["false", false],
+      ["null", null],
+    ] as const) {
+      if (this.s.startsWith(word, this.pos)) {
+        this.pos += word.length;
+        return v;
+      }
+    }
+    NUMBER_RE.lastIndex = this.pos;
+    const m = NUMBER_RE.exec(this.s);
+    if (!m) this.fail(`unexpected character ${JSON.stringify(c)}`);
+    this.pos += m[0].length;
+    return new JsonNumber(m[0]);
+  }
+
+  private object(depth: number): JsonObject {
+    const obj = new JsonObject();
+    this.pos++; // {
+    this.ws();
+    if (this.s[this.pos] === "}") {
+      this.pos++;
+      return obj;
+    }
+    for (;;) {
+      this.ws();
+      if (this.s[this.pos] !== '"') this.fail("expected a string key");
+      const key = this.string();
+      this.ws();
+      if (this.s[this.pos] !== ":") this.fail("expected ':'");
+      this.pos++;
+      const v = this.value(depth);
+      if (obj.entries.has(key)) throw new DuplicateKeyError(key, depth);
+      obj.entries.set(key, v);
+      this.ws();
+      const c = this.s[this.pos++];
+      if (c === "}") return obj;
+      if (c !== ",") this.fail("expected ',' or '}'");
+    }
+  }
+
+  private array(depth: number): JsonValue[] {
+    const arr: JsonValue[] = [];
+    this.pos++; // [
+    this.ws();
+    if (this.s[this.pos] === "]") {
+      this.pos++;
+      return arr;
+    }
+    for (;;) {
+      arr.push(this.value(depth));
+      this.ws();
+      const c = this.s[this.pos++];
+      if (c === "]") return arr;
+      if (c !== ",") this.fail("expected ',' or ']'");
+    }
+  }
+
+  private hex4(at: number): number {
+    const hex = this.s.slice(at, at + 4);
+    if (!/^[0-9a-fA-F]{4}$/.test(hex)) this.fail("invalid \\u escape");
+    return Number.parseInt(hex, 16);
+  }
+
+  private string(): string {
+    const s = this.s;
+    this.pos++; // opening quote
+    let out = "";
+    let run = this.pos;
+    for (;;) {
+      if (this.pos >= s.length) this.fail("unterminated string");
+      const c = s.charCodeAt(this.pos);
+      if (c === 0x22) {
+        out += s.slice(run, this.pos++);
+        return out;
+      }
+      if (c < 0x20) this.fail("control character in string");
+      if (c !== 0x5c) {
+        this.pos++;
+        continue;
+      }
+      out += s.slice(run, this.pos);
+      const e = s[this.pos + 1];
+      if (e === "u") {
+        const u = this.hex4(this.pos + 2);
+        this.pos += 6;
+        if (u >= 0xdc00 && u <= 0xdfff) this.fail("lone trailing surrogate in \\u escape");
+        if (u >= 0xd800 && u <= 0xdbff) {
+          const lo = s.startsWith("\\u", this.pos) ? this.hex4(this.pos + 2) : -1;
+          if (lo < 0xdc00 || lo > 0xdfff) this.fail("lone leading surrogate in \\u escape");
+          this.pos += 6;
+          out += String.fromCharCode(u, lo);
+        } else out += String.fromCharCode(u);
+      } else {
+        const r = e === undefined ? undefined : ESCAPES[e];
+        if (r === undefined) this.fail("invalid escape");
+        out += r;
+        this.pos += 2;
+      }
+      run = this.pos;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Header validation (reference: read_metadata + Metadata::validate)
+
+function describe(v: JsonValue): string {
+  if (v instanceof JsonNumber) return v.raw;
+  if (v instanceof JsonObject) return "an object";
+  if (Array.isArray(v)) return "an array";
+  return JSON.stringify(v);
+}
+
+/** A non-negative integer (exact JSON text) of at most 2^53, as a number; else an error message. */
+function toIndex(v: JsonValue | undefined, what: string): number | string {
+  if (!(v instanceof JsonNumber) || !/^(?:0|[1-9][0-9]*)$/.test(v.raw)) {
+    return `${what} must be a non-negative integer, got ${v === undefined ? "nothing" : describe(v)}`;
+  }
+  const big = BigInt(v.raw);
+  if (big > TWO_POW_53) return `${what} ${v.raw} is above 2^53`;
+  return Number(big);
+}
+
+interface Parsed {
+  headerLength: number;
+  metadata: Record<string, string>;
+  tensors: Map<string, TensorInfo>;
+}
+
+function readExactly(path: string, fd: number, buf: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < buf.byteLength) {
+    const n = readSync(fd, buf, done, Math.min(buf.byteLength - done, READ_CHUNK), position + done);
+    if (n <= 0) throw new SafetensorsError(path, "unexpected end of file reading the header");
+    done += n;
+  }
+}
+
+/** Hint for a common mistake: a PyTorch checkpoint (zip or raw pickle) saved under a .safetensors name. */
+function pickleHint(lenBuf: Buffer): string {
+  if (lenBuf[0] === 0x50 && lenBuf[1] === 0x4b && lenBuf[2] === 0x03 && lenBuf[3] === 0x04) {
+    return " (this looks like a zip / PyTorch checkpoint, which is never loaded: convert it to safetensors)";
+  }
+  if (lenBuf[0] === 0x80 && (lenBuf[1] ?? 0) >= 2 && (lenBuf[1] ?? 0) <= 5) {
+    return " (this looks like a Python pickle, which is never loaded: convert it to safetensors)";
+  }
+  return "";
+}
+
+function parseHeader(path: string, fd: number, size: number): Parsed {
+  const fail: (problem: string) => never = (problem) => {
+    throw new SafetensorsError(path, problem);
+  };
+  if (size < 8) fail(`file is ${size} bytes, too small to be safetensors (at least 8 needed)`);
   const lenBuf = Buffer.alloc(8);
-  readSync(fd, lenBuf, 0, 8, 0);
+  readExactly(path, fd, lenBuf, 0);
   const n = lenBuf.readBigUInt64LE(0);
-  if (n > 100_000_000n) throw new SafetensorsError(path, `header length ${n} exceeds 100,000,000 bytes`);
+  if (n > BigInt(MAX_HEADER_SIZE)) {
+    fail(`header length ${n} exceeds the ${MAX_HEADER_SIZE}-byte limit${pickleHint(lenBuf)}`);
+  }
   const headerLength = Number(n);
   if (8 + headerLength > size) {
-    throw new SafetensorsError(path, `header length ${n} runs past the end of the ${size}-byte file`);
+    fail(`header length ${n} runs past the end of the ${size}-byte file${pickleHint(lenBuf)}`);
   }
   const hb = Buffer.alloc(headerLength);
-  readSync(fd, hb, 0, headerLength, 8);
-  let text: string;
+  readExactly(path, fd, hb, 8);
+  let text = "";
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(hb);
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(hb);
   } catch {
-    throw new SafetensorsError(path, "header is not valid UTF-8");
+    fail("header is not valid UTF-8");
   }
-  let json: unknown;
+  let root: JsonValue = null;
   try {
-    json = JSON.parse(text);
+    root = new JsonParser(text).parseDocument();
   } catch (e) {
-    throw new SafetensorsError(path, `header is not valid JSON (${(e as Error).message})`);
+    if (e instanceof DuplicateKeyError) {
+      if (e.depth === 1) fail(`duplicate tensor name "${e.key}" in the header`);
+      fail(`duplicate key "${e.key}" in the header`);
+    }
+    if (e instanceof JsonSyntaxError) fail(`header is not valid JSON (${e.message})`);
+    throw e;
   }
-  if (typeof json !== "object" || json === null || Array.isArray(json)) {
-    throw new SafetensorsError(path, "header is not a JSON object");
-  }
+  if (!(root instanceof JsonObject)) return fail(`header is not a JSON object (got ${describe(root)})`);
+
   const metadata: Record<string, string> = {};
-  const tensors = new Map<string, TensorInfo>();
+  const list: TensorInfo[] = [];
   const dataStart = 8 + headerLength;
-  for (const [name, v] of Object.entries(json as Record<string, unknown>)) {
+  for (const [name, v] of root.entries) {
     if (name === "__metadata__") {
-      for (const [k, mv] of Object.entries((v ?? {}) as Record<string, unknown>)) {
-        if (typeof mv !== "string")
-          throw new SafetensorsError(path, `__metadata__ value "${k}" is not a string`);
+      if (v === null) continue; // the reference reads it as Option<HashMap>: null means none
+      if (!(v instanceof JsonObject)) return fail(`__metadata__ must be an object, got ${describe(v)}`);
+      for (const [k, mv] of v.entries) {
+        if (typeof mv !== "string") fail(`__metadata__ value "${k}" is not a string (got ${describe(mv)})`);
         metadata[k] = mv;
       }
       continue;
     }
-    const o = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    const dtype = o?.dtype as SafetensorsDtype;
-    if (typeof dtype !== "string" || !(dtype in DTYPE_SIZES)) {
-      throw new SafetensorsError(path, `tensor "${name}" has unknown dtype ${JSON.stringify(o?.dtype)}`);
+    const where = `tensor "${name}"`;
+    if (!(v instanceof JsonObject)) return fail(`${where}: entry must be an object, got ${describe(v)}`);
+    const dtypeV = v.entries.get("dtype");
+    if (dtypeV === undefined) fail(`${where}: missing "dtype"`);
+    if (typeof dtypeV !== "string" || !Object.hasOwn(DTYPE_SIZES, dtypeV)) {
+      return fail(
+        `${where}: unknown or unsupported dtype ${describe(dtypeV ?? null)} (supported: ${Object.keys(DTYPE_SIZES).join(", ")})`,
+      );
     }
-    const shape = o.shape as number[];
-    const offs = o.data_offsets as [number, number];
-    const [a, b] = offs;
-    tensors.set(name, {
+    const dtype = dtypeV as SafetensorsDtype;
+    const shapeV = v.entries.get("shape");
+    if (!Array.isArray(shapeV)) {
+      return fail(
+        `${where}: "shape" must be an array of non-negative integers, got ${shapeV === undefined ? "nothing" : describe(shapeV)}`,
+      );
+    }
+    const shape: number[] = [];
+    for (const [i, d] of shapeV.entries()) {
+      const r = toIndex(d, `"shape"[${i}]`);
+      if (typeof r === "string") fail(`${where}: ${r}`);
+      shape.push(r);
+    }
+    const offV = v.entries.get("data_offsets");
+    if (!Array.isArray(offV) || offV.length !== 2) {
+      return fail(
+        `${where}: "data_offsets" must be an array [start, end], got ${offV === undefined ? "nothing" : describe(offV)}`,
+      );
+    }
+    const begin = toIndex(offV[0], '"data_offsets" start');
+    const end = toIndex(offV[1], '"data_offsets" end');
+    if (typeof begin === "string") return fail(`${where}: ${begin}`);
+    if (typeof end === "string") return fail(`${where}: ${end}`);
+    if (begin > end) fail(`${where}: data_offsets [${begin}, ${end}] have start > end`);
+    const nbytes = shape.reduce((p, d) => p * BigInt(d), BigInt(DTYPE_SIZES[dtype]));
+    if (nbytes > TWO_POW_53) {
+      fail(
+        `${where}: shape [${shape.join(", ")}] × ${DTYPE_SIZES[dtype]} bytes (${dtype}) overflows (${nbytes} bytes)`,
+      );
+    }
+    if (BigInt(end - begin) !== nbytes) {
+      fail(
+        `${where}: data_offsets [${begin}, ${end}] span ${end - begin} bytes but shape [${shape.join(", ")}] of ${dtype} needs ${nbytes}`,
+      );
+    }
+    list.push({
       name,
       dtype,
       shape,
-      dataOffsets: [a, b],
-      fileOffset: dataStart + a,
-      byteLength: b - a,
+      dataOffsets: [begin, end],
+      fileOffset: dataStart + begin,
+      byteLength: end - begin,
     });
   }
-  return { headerLength, metadata, tensors };
+
+  // Spans sorted by (start, end) must tile the data section exactly: no gap, no overlap, nothing after.
+  const dataSize = size - dataStart;
+  const sorted = [...list].sort(
+    (a, b) => a.dataOffsets[0] - b.dataOffsets[0] || a.dataOffsets[1] - b.dataOffsets[1],
+  );
+  let cursor = 0;
+  let prev: TensorInfo | undefined;
+  for (const t of sorted) {
+    const [s, e] = t.dataOffsets;
+    const after = prev ? ` (after tensor "${prev.name}", which ends at ${cursor})` : "";
+    if (s > cursor)
+      fail(`tensor "${t.name}": gap in the data section: it starts at ${s}, expected ${cursor}${after}`);
+    if (s < cursor) fail(`tensor "${t.name}": data_offsets [${s}, ${e}] overlap the previous tensor${after}`);
+    if (e > dataSize) {
+      fail(
+        `tensor "${t.name}": data_offsets [${s}, ${e}] run past the end of the data section (${dataSize} bytes; file truncated?)`,
+      );
+    }
+    cursor = e;
+    prev = t;
+  }
+  if (cursor !== dataSize) {
+    fail(
+      `data section is ${dataSize} bytes but the tensors cover ${cursor}: ${dataSize - cursor} trailing bytes at the end of the file`,
+    );
+  }
+  return { headerLength, metadata, tensors: new Map(list.map((t) => [t.name, t])) };
 }
