@@ -1,0 +1,355 @@
+/**
+ * AutoencoderKL against the golden fixtures recorded with diffusers 0.23.0 (test/fixtures/components, cases
+ * m_vae_*: decode, batch-2 non-square decode, encode, tiled decode square / non-square, tiled encode), for the
+ * tiny model and (when ../shared/fixtures is present) the twin; plus config errors, strict weight binding,
+ * deprecated attention names and the graph variants (memory-efficient attention, slicing).
+ */
+import assert from "node:assert/strict";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import * as ort from "onnxruntime-node";
+import { SafetensorsFile } from "../../src/io/safetensors.js";
+import { AutoencoderKL } from "../../src/models/vae/autoencoder_kl.js";
+import { parseAutoencoderKLConfig, VaeConfigError } from "../../src/models/vae/config.js";
+import { DiagonalGaussianDistribution } from "../../src/models/vae/distribution.js";
+import { blendH, blendV, type FloatTensor, tiledDecode } from "../../src/models/vae/tiling.js";
+import { Generator } from "../../src/random/generator.js";
+import { randnTensor } from "../../src/random/randn_tensor.js";
+import type { HostTensor } from "../../src/runtime/host_tensor.js";
+import { RuntimeHost } from "../../src/runtime/worker_host.js";
+import {
+  assertClose,
+  FIXTURES,
+  type FixtureCase,
+  loadGroup,
+  SHARED_FIXTURES,
+  tensorOf,
+} from "../helpers/fixtures.js";
+import { runGraph } from "../helpers/ort.js";
+
+const group = loadGroup("components");
+const host = new RuntimeHost({ inProcess: true });
+after(() => host.close());
+
+const MODELS = {
+  tiny: join(FIXTURES, "models/tiny-upscaler/vae"),
+  twin: SHARED_FIXTURES ? join(SHARED_FIXTURES, "models/twin-upscaler/vae") : undefined,
+};
+
+function host32(t: { data: Float32Array; shape: number[] }): HostTensor {
+  return { type: "float32", dims: t.shape, data: t.data };
+}
+
+/** A fresh model (tiling / slicing settings are per test). */
+function load(m: "tiny" | "twin"): Promise<AutoencoderKL> {
+  return AutoencoderKL.fromPretrained(MODELS[m]!, { runtime: host });
+}
+
+function caseOf(m: string, name: string): FixtureCase {
+  return group.get(`${m}_${name}`);
+}
+
+for (const m of ["tiny", "twin"] as const) {
+  const skip = MODELS[m] === undefined ? "twin model not present (../shared/fixtures)" : false;
+
+  describe(`AutoencoderKL golden (${m})`, () => {
+    test(`${m}_vae_decode`, { skip }, async () => {
+      const c = caseOf(m, "vae_decode");
+      const vae = await load(m);
+      assert.equal(vae.config.scaling_factor, c.params.scaling_factor);
+      // z = latents / scaling_factor, as the pipeline computes it.
+      const latents = tensorOf(group, c, "latents");
+      const z = tensorOf(group, c, "z");
+      assertClose(
+        latents.data.map((v) => v / vae.config.scaling_factor),
+        z.data,
+        { atol: 1e-6, rtol: 1e-6 },
+        "z",
+      );
+      const out = await vae.decode(host32(z));
+      const want = tensorOf(group, c, "sample");
+      assert.deepEqual(out.dims, want.shape);
+      assertClose(out.data as Float32Array, want.data, c.tolerance, c.name);
+
+      // The same through the memory-efficient (fused MultiHeadAttention) graph.
+      vae.enableMemoryEfficientAttention();
+      const fused = await vae.decode(host32(z));
+      assertClose(fused.data as Float32Array, want.data, c.tolerance, `${c.name} memory-efficient`);
+      vae.release();
+    });
+
+    test(`${m}_vae_decode_batch2_nonsquare (plain and sliced)`, { skip }, async () => {
+      const c = caseOf(m, "vae_decode_batch2_nonsquare");
+      const vae = await load(m);
+      const z = host32(tensorOf(group, c, "z"));
+      const want = tensorOf(group, c, "sample");
+      const out = await vae.decode(z);
+      assert.deepEqual(out.dims, want.shape);
+      assertClose(out.data as Float32Array, want.data, c.tolerance, c.name);
+      vae.enableSlicing();
+      const sliced = await vae.decode(z);
+      assertClose(sliced.data as Float32Array, want.data, c.tolerance, `${c.name} sliced`);
+      vae.release();
+    });
+
+    test(`${m}_vae_encode`, { skip }, async () => {
+      const c = caseOf(m, "vae_encode");
+      const vae = await load(m);
+      const image = host32(tensorOf(group, c, "image"));
+      const dist = await vae.encode(image);
+      for (const role of ["mean", "logvar", "std"] as const) {
+        const want = tensorOf(group, c, role);
+        assert.deepEqual(dist[role].dims, want.shape);
+        assertClose(dist[role].data as Float32Array, want.data, c.tolerance, `${c.name} ${role}`);
+      }
+      vae.enableMemoryEfficientAttention();
+      const fused = await vae.encode(image);
+      assertClose(
+        fused.mean.data as Float32Array,
+        tensorOf(group, c, "mean").data,
+        c.tolerance,
+        "memory-efficient",
+      );
+      vae.release();
+    });
+
+    for (const name of ["vae_tiled_decode", "vae_tiled_decode_nonsquare"]) {
+      test(`${m}_${name}`, { skip }, async () => {
+        const c = caseOf(m, name);
+        const vae = await load(m);
+        const natural = m === "tiny";
+        if (natural) {
+          // the tiny model's own config gives the recorded attributes
+          assert.equal(vae.tileSampleMinSize, c.params.tile_sample_min_size);
+          assert.equal(vae.tileLatentMinSize, c.params.tile_latent_min_size);
+          assert.equal(vae.tileOverlapFactor, c.params.tile_overlap_factor);
+        } else {
+          assert.deepEqual([vae.tileSampleMinSize, vae.tileLatentMinSize], [256, 64]);
+        }
+        vae.tileSampleMinSize = c.params.tile_sample_min_size;
+        vae.tileLatentMinSize = c.params.tile_latent_min_size;
+        vae.tileOverlapFactor = c.params.tile_overlap_factor;
+        const z = host32(tensorOf(group, c, "z"));
+        const untiled = await vae.decode(z);
+        assertClose(
+          untiled.data as Float32Array,
+          tensorOf(group, c, "sample_untiled").data,
+          c.tolerance,
+          "untiled",
+        );
+        vae.enableTiling();
+        const out = await vae.decode(z);
+        const want = tensorOf(group, c, "sample");
+        assert.deepEqual(out.dims, want.shape);
+        assertClose(out.data as Float32Array, want.data, c.tolerance, c.name);
+        vae.release();
+      });
+    }
+
+    test(`${m}_vae_tiled_encode`, { skip }, async () => {
+      const c = caseOf(m, "vae_tiled_encode");
+      const vae = await load(m);
+      vae.tileSampleMinSize = c.params.tile_sample_min_size;
+      vae.tileLatentMinSize = c.params.tile_latent_min_size;
+      vae.tileOverlapFactor = c.params.tile_overlap_factor;
+      vae.enableTiling();
+      const dist = await vae.encode(host32(tensorOf(group, c, "image")));
+      for (const role of ["mean", "logvar"] as const) {
+        const want = tensorOf(group, c, role);
+        assert.deepEqual(dist[role].dims, want.shape);
+        assertClose(dist[role].data as Float32Array, want.data, c.tolerance, `${c.name} ${role}`);
+      }
+      vae.release();
+    });
+  });
+}
+
+describe("AutoencoderKL graphs and tiling helpers", () => {
+  test("tiledDecode driven by an in-process graph runner (runGraph) matches the tiled fixture", async () => {
+    const c = caseOf("tiny", "vae_tiled_decode");
+    const vae = await load("tiny");
+    const b = vae.buildDecodeGraph();
+    const run = async (t: FloatTensor): Promise<FloatTensor> => {
+      const out = await runGraph(b, { z: new ort.Tensor("float32", t.data, t.dims) });
+      return { dims: [...out.sample!.dims], data: out.sample!.data as Float32Array };
+    };
+    const z = tensorOf(group, c, "z");
+    const settings = { tileSampleMinSize: 32, tileLatentMinSize: 8, tileOverlapFactor: 0.25 };
+    const out = await tiledDecode({ dims: z.shape, data: z.data }, settings, run);
+    assertClose(out.data, tensorOf(group, c, "sample").data, c.tolerance, "tiledDecode + runGraph");
+  });
+
+  test("blend_v / blend_h follow diffusers (clamped extent, in place)", () => {
+    const a: FloatTensor = { dims: [1, 1, 2, 3], data: Float32Array.from([1, 2, 3, 4, 5, 6]) };
+    const b: FloatTensor = { dims: [1, 1, 3, 3], data: new Float32Array(9).fill(10) };
+    // extent min(2, 3, 4) = 2: row 0 = a[-2]*1 + b*0, row 1 = a[-1]*0.5 + b*0.5
+    assert.equal(blendV(a, b, 4), b);
+    assert.deepEqual([...b.data], [1, 2, 3, 7, 7.5, 8, 10, 10, 10]);
+    const c: FloatTensor = { dims: [1, 1, 3, 2], data: Float32Array.from([0, 4, 0, 8, 0, 12]) };
+    blendH(c, b, 2); // cols 0..1: col 0 = c[:, -2], col 1 = c[:, -1]*0.5 + b*0.5
+    assert.deepEqual([...b.data], [0, 3, 3, 0, 7.75, 8, 0, 11, 10]);
+  });
+
+  test("DiagonalGaussianDistribution: chunk, clamp, std, sample = mean + std·randn", () => {
+    const moments: FloatTensor = {
+      dims: [2, 2, 1, 2],
+      data: Float32Array.from([0.5, -1, -40, 2, 1.5, 3, 25, -2]),
+    };
+    const d = new DiagonalGaussianDistribution(moments);
+    assert.deepEqual(d.mean.dims, [2, 1, 1, 2]);
+    assert.deepEqual([...(d.mean.data as Float32Array)], [0.5, -1, 1.5, 3]);
+    assert.deepEqual([...(d.logvar.data as Float32Array)], [-30, 2, 20, -2]);
+    assertClose(d.std.data as Float32Array, [Math.exp(-15), Math.E, Math.exp(10), Math.exp(-1)], {
+      atol: 0,
+      rtol: 1e-6,
+    });
+    const s = d.sample(new Generator().manualSeed(7));
+    const noise = randnTensor([2, 1, 1, 2], new Generator().manualSeed(7));
+    const std = d.std.data as Float32Array;
+    const mean = d.mean.data as Float32Array;
+    assert.deepEqual(
+      [...(s.data as Float32Array)],
+      [...noise].map((n, i) => Math.fround(mean[i]! + Math.fround(std[i]! * n))),
+    );
+    assert.equal(d.mode(), d.mean);
+  });
+});
+
+describe("AutoencoderKL config", () => {
+  const base = JSON.parse(readFileSync(join(MODELS.tiny, "config.json"), "utf8")) as Record<string, unknown>;
+
+  test("defaults are diffusers 0.23's", () => {
+    const c = parseAutoencoderKLConfig({});
+    assert.equal(c.scaling_factor, 0.18215);
+    assert.deepEqual(c.block_out_channels, [64]);
+    assert.equal(c.layers_per_block, 1);
+    assert.equal(c.sample_size, 32);
+    const tiny = parseAutoencoderKLConfig(base);
+    assert.equal(tiny.scaling_factor, 0.08333);
+    assert.equal(tiny._class_name, "AutoencoderKL");
+  });
+
+  const bad: [string, Record<string, unknown>, RegExp][] = [
+    [
+      "another down block type",
+      { down_block_types: ["DownEncoderBlock2D", "AttnDownEncoderBlock2D", "DownEncoderBlock2D"] },
+      /down_block_types contains "AttnDownEncoderBlock2D"/,
+    ],
+    [
+      "another up block type",
+      { up_block_types: ["UpDecoderBlock2D", "X", "Y"] },
+      /up_block_types contains "X"/,
+    ],
+    ["block count mismatch", { up_block_types: ["UpDecoderBlock2D"] }, /up_block_types has 1 entries/],
+    ["mid-block attention off", { mid_block_add_attention: false }, /mid_block_add_attention = false/],
+    ["no quant_conv", { use_quant_conv: false }, /use_quant_conv = false/],
+    ["unknown activation", { act_fn: "tanh" }, /act_fn "tanh"/],
+    ["groups not dividing", { norm_num_groups: 24 }, /norm_num_groups 24 does not divide/],
+    ["bad sample_size", { sample_size: "big" }, /sample_size must be/],
+  ];
+  for (const [what, patch, re] of bad) {
+    test(`clear error: ${what}`, () => {
+      assert.throws(
+        () => new AutoencoderKL({ ...base, ...patch }),
+        (e: Error) => e instanceof VaeConfigError && re.test(e.message),
+      );
+    });
+  }
+
+  test("sample_size as a list tiles with its first entry", () => {
+    const vae = new AutoencoderKL({ ...base, sample_size: [64, 48] });
+    assert.deepEqual([vae.tileSampleMinSize, vae.tileLatentMinSize], [64, 16]);
+  });
+});
+
+describe("AutoencoderKL weights", () => {
+  const dir = mkdtempSync(join(tmpdir(), "sdx4-vae-"));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const src = SafetensorsFile.open(join(MODELS.tiny, "diffusion_pytorch_model.safetensors"));
+  const all = Object.fromEntries(
+    src.keys().map((k) => [k, { shape: src.info(k).shape, data: src.getFloat32(k) }]),
+  );
+
+  /** A copy of the tiny VAE folder with edited tensors (F32). */
+  function variant(name: string, tensors: Record<string, { shape: number[]; data: Float32Array }>): string {
+    const d = join(dir, name);
+    mkdirSync(d);
+    copyFileSync(join(MODELS.tiny, "config.json"), join(d, "config.json"));
+    const names = Object.keys(tensors).sort();
+    const header: Record<string, unknown> = { __metadata__: { format: "pt" } };
+    let off = 0;
+    for (const k of names) {
+      const t = tensors[k]!;
+      header[k] = { dtype: "F32", shape: t.shape, data_offsets: [off, off + t.data.byteLength] };
+      off += t.data.byteLength;
+    }
+    let h = JSON.stringify(header);
+    while (h.length % 8) h += " ";
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(h.length));
+    const body = names.map((k) =>
+      Buffer.from(tensors[k]!.data.buffer, tensors[k]!.data.byteOffset, tensors[k]!.data.byteLength),
+    );
+    writeFileSync(
+      join(d, "diffusion_pytorch_model.safetensors"),
+      Buffer.concat([len, Buffer.from(h), ...body]),
+    );
+    return d;
+  }
+
+  test("a missing, an extra and a mis-shaped tensor are listed in one error", async () => {
+    const t = { ...all };
+    delete t["decoder.conv_out.bias"];
+    t["encoder.extra.weight"] = { shape: [2], data: new Float32Array(2) };
+    t["quant_conv.bias"] = { shape: [4], data: new Float32Array(4) };
+    const d = variant("broken", t);
+    await assert.rejects(AutoencoderKL.fromPretrained(d), (e: Error) => {
+      assert.match(e.message, /missing keys \(1\):\s+decoder\.conv_out\.bias/);
+      assert.match(e.message, /shape mismatches \(1\):\s+quant_conv\.bias: checkpoint \[4\] vs model \[8\]/);
+      assert.match(e.message, /unexpected keys \(1\):\s+encoder\.extra\.weight/);
+      return true;
+    });
+  });
+
+  test("pre-0.14 attention names (query/key/value/proj_attn) load like diffusers' conversion", async () => {
+    const renames: Record<string, string> = {
+      to_q: "query",
+      to_k: "key",
+      to_v: "value",
+      "to_out.0": "proj_attn",
+    };
+    const t: typeof all = {};
+    for (const [k, v] of Object.entries(all)) {
+      const m = /^(.*\.mid_block\.attentions\.0)\.(to_q|to_k|to_v|to_out\.0)\.(weight|bias)$/.exec(k);
+      t[m ? `${m[1]}.${renames[m[2]!]}.${m[3]}` : k] = v;
+    }
+    const d = variant("deprecated", t);
+    const vae = await AutoencoderKL.fromPretrained(d, { runtime: host });
+    assert.ok(vae.store.params.has("decoder.mid_block.attentions.0.proj_attn.weight"));
+    const c = caseOf("tiny", "vae_decode");
+    const out = await vae.decode(host32(tensorOf(group, c, "z")));
+    assertClose(out.data as Float32Array, tensorOf(group, c, "sample").data, c.tolerance, "deprecated names");
+    vae.release();
+  });
+
+  test("bad inputs are clear errors", async () => {
+    const vae = await load("tiny");
+    await assert.rejects(
+      vae.decode({ type: "float32", dims: [1, 3, 4, 4], data: new Float32Array(48) }),
+      /z must be float32 \[batch, 4, height, width\], got float32\[1, 3, 4, 4\]/,
+    );
+    await assert.rejects(
+      vae.encode({ type: "float32", dims: [1, 3, 4], data: new Float32Array(12) }),
+      /image must be float32/,
+    );
+    assert.throws(
+      () =>
+        new AutoencoderKL(
+          JSON.parse(readFileSync(join(MODELS.tiny, "config.json"), "utf8")),
+        ).buildDecodeGraph(),
+      /no weights/,
+    );
+  });
+});
