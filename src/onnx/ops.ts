@@ -93,9 +93,9 @@ export const slice = (
   ]);
 };
 
-/** Split into equal parts along an axis. */
+/** Split into equal parts along an axis (opset 13-17: the output count sets the number of parts). */
 export const split = (x: V, parts: number, axis: number): V[] =>
-  x.graph.node("Split", [x], { axis, num_outputs: parts }, { numOutputs: parts });
+  x.graph.node("Split", [x], { axis }, { numOutputs: parts });
 
 export const conv = (
   x: V,
@@ -142,3 +142,12 @@ export const constantOfShape = (shp: V, value: number): V =>
   shp.graph.op("ConstantOfShape", [shp], {
     value: { dims: [1], dataType: DataType.FLOAT, floatData: [value] },
   });
+
+/** Element-wise a == c (bool); both of one type (e.g. int64 ids against an int64 constant). */
+export const equal = (a: V, c: V): V => g(a, c).op("Equal", [a, c]);
+/** Keeps the upper (or lower) triangle of the last two axes from diagonal k, zeroing the rest (opset 14). */
+export const trilu = (x: V, k: number, upper = true): V =>
+  x.graph.op("Trilu", [x, x.graph.constInt64(k)], { upper: upper ? 1 : 0 });
+/** GatherND; batchDims leading axes of data and indices are batch axes (e.g. per-row positions, batchDims 1). */
+export const gatherND = (data: V, indices: V, batchDims = 0): V =>
+  data.graph.op("GatherND", [data, indices], { batch_dims: batchDims });
