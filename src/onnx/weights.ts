@@ -52,12 +52,9 @@ export class WeightSet {
       }
       folder = dir;
       for (const t of f.tensors.values()) {
-        const dtype = SAFETENSORS_TO_ELEM[t.dtype];
-        if (!dtype || !["float32", "float16", "bfloat16"].includes(dtype)) {
-          throw new WeightError(
-            `${f.path}: tensor "${t.name}" has dtype ${t.dtype}; model weights must be F32/F16/BF16`,
-          );
-        }
+        // Any dtype is kept (checkpoints carry int64 buffers such as position_ids); bindWeights refuses a
+        // non-float tensor only where a parameter would use it.
+        const dtype = SAFETENSORS_TO_ELEM[t.dtype] ?? "uint8";
         if (entries.has(t.name))
           throw new WeightError(`${label}: tensor "${t.name}" appears in more than one shard`);
         entries.set(t.name, {
@@ -90,6 +87,8 @@ export class WeightSet {
   }
 }
 
+const FLOAT_TYPES: readonly ElemType[] = ["float32", "float16", "bfloat16"];
+
 export interface BindOptions {
   /** Checkpoint keys that may be present without a parameter (e.g. non-persistent buffers). */
   ignoreUnexpected?: RegExp[];
@@ -103,6 +102,8 @@ export function bindWeights(store: ParamStore, weights: WeightSet, options: Bind
   for (const p of store.params.values()) {
     const e = weights.entries.get(p.key);
     if (!e) missing.push(p.key);
+    else if (!FLOAT_TYPES.includes(e.dtype))
+      mismatched.push(`${p.key}: checkpoint dtype ${e.dtype}, expected a float type`);
     else if (e.shape.length !== p.shape.length || e.shape.some((d, i) => d !== p.shape[i])) {
       mismatched.push(`${p.key}: checkpoint [${e.shape}] vs model [${p.shape}]`);
     }

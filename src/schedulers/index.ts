@@ -3,6 +3,8 @@
  * and `schedulerFromConfig`, which picks the class from a config's `_class_name` as diffusers' loaders do.
  * DPMSolverSDEScheduler is not supported: it needs torchsde's Brownian tree, which has no reference here.
  */
+
+import type { Scheduler, SchedulerConfig } from "./scheduler_utils.js";
 import { DDIMScheduler } from "./scheduling_ddim.js";
 import { DDPMScheduler } from "./scheduling_ddpm.js";
 import { DEISMultistepScheduler } from "./scheduling_deis_multistep.js";
@@ -16,8 +18,14 @@ import { KDPM2DiscreteScheduler } from "./scheduling_k_dpm_2_discrete.js";
 import { LMSDiscreteScheduler } from "./scheduling_lms_discrete.js";
 import { PNDMScheduler } from "./scheduling_pndm.js";
 import { UniPCMultistepScheduler } from "./scheduling_unipc_multistep.js";
-import type { Scheduler, SchedulerConfig } from "./scheduler_utils.js";
 
+export {
+  type Scheduler,
+  type SchedulerConfig,
+  SchedulerConfigError,
+  type SchedulerOutput,
+  type SchedulerStepOptions,
+} from "./scheduler_utils.js";
 export {
   DDIMScheduler,
   DDPMScheduler,
@@ -33,13 +41,6 @@ export {
   PNDMScheduler,
   UniPCMultistepScheduler,
 };
-export {
-  type Scheduler,
-  type SchedulerConfig,
-  SchedulerConfigError,
-  type SchedulerOutput,
-  type SchedulerStepOptions,
-} from "./scheduler_utils.js";
 
 interface SchedulerClass {
   fromConfig(config?: SchedulerConfig): Scheduler;

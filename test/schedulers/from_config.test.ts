@@ -33,7 +33,10 @@ describe("schedulerFromConfig", () => {
   });
 
   test("unknown and unsupported classes are clear errors", () => {
-    assert.throws(() => schedulerFromConfig(ddimConfig, "FooScheduler"), /unknown scheduler class "FooScheduler"/);
+    assert.throws(
+      () => schedulerFromConfig(ddimConfig, "FooScheduler"),
+      /unknown scheduler class "FooScheduler"/,
+    );
     assert.throws(() => schedulerFromConfig(ddimConfig, "DPMSolverSDEScheduler"), /not supported/);
     assert.throws(() => schedulerFromConfig({}), /no _class_name/);
   });

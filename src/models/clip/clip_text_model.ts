@@ -122,7 +122,7 @@ export class CLIPTextModel {
     const files = findWeightFiles(dir, { variant: options.variant }).map((f) => SafetensorsFile.open(f));
     let weights: WeightSet;
     try {
-      weights = WeightSet.fromSafetensors(files.map(withoutIgnored), dir);
+      weights = WeightSet.fromSafetensors(files, dir);
     } finally {
       // Only the headers are needed: onnxruntime reads the data itself.
       for (const f of files) f.close();
@@ -258,18 +258,6 @@ export class CLIPTextModel {
     c.active--;
     if (c.stale && c.active === 0) void closeSession(c);
   }
-}
-
-/**
- * The file without the tensors CLIP_TEXT_IGNORED_KEYS names. Old checkpoints store position_ids as int64, which
- * WeightSet (float weights only) would refuse before binding could ignore it; the view hides it from WeightSet
- * (which reads only `path` and `tensors`), data offsets unchanged.
- */
-function withoutIgnored(file: SafetensorsFile): SafetensorsFile {
-  const ignored = [...file.tensors.keys()].filter((k) => CLIP_TEXT_IGNORED_KEYS.some((r) => r.test(k)));
-  if (ignored.length === 0) return file;
-  const tensors = new Map([...file.tensors].filter(([k]) => !ignored.includes(k)));
-  return Object.create(file, { tensors: { value: tensors, enumerable: true } }) as SafetensorsFile;
 }
 
 async function closeSession(c: CachedSession): Promise<void> {
