@@ -37,6 +37,7 @@ export {
   type Watermarker,
 } from "./pipelines/pipeline_stable_diffusion_upscale.js";
 export {
+  type ReturnDictOption,
   type StepInfo,
   type TraceStage,
   type UpscaleCallOptions,

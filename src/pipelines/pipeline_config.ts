@@ -2,6 +2,7 @@
  * model_index.json of a StableDiffusionUpscalePipeline folder: which class each component is, and the pipeline's
  * own registered config (`max_noise_level`). Validated in one place, with errors naming the file and key.
  */
+import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { ModelFileError, readJson } from "../io/model_files.js";
 
@@ -48,6 +49,10 @@ export function readPipelineIndex(dir: string): PipelineIndex {
       throw new ModelFileError(`${path}: ${name} is ${c}; sdx4 supports ${allowed.join(" / ")}`);
     }
     classes[name] = c;
+    const folder = join(dir, name);
+    if (!existsSync(folder) || !statSync(folder).isDirectory()) {
+      throw new ModelFileError(`${folder}: component folder not found (${path} lists ${name} as ${c})`);
+    }
   }
   const optional: Record<string, string | null> = {};
   for (const name of OPTIONAL_COMPONENTS) {

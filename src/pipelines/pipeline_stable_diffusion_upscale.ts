@@ -11,6 +11,7 @@
  */
 import { join } from "node:path";
 import { loadImage } from "../image/decode.js";
+import { ImageInputError } from "../image/errors.js";
 import { postprocess, preprocess } from "../image/processor.js";
 import type { FloatImageBatch, RgbImage } from "../image/types.js";
 import { type ResolveOptions, resolvePretrained } from "../io/hub.js";
@@ -21,6 +22,7 @@ import { UNet2DConditionModel } from "../models/unet/unet_2d_condition.js";
 import { AutoencoderKL } from "../models/vae/autoencoder_kl.js";
 import { Generator } from "../random/generator.js";
 import { randnTensor } from "../random/randn_tensor.js";
+import type { RandomDtype } from "../random/shape.js";
 import type { HostTensor } from "../runtime/host_tensor.js";
 import type { RuntimeOptions } from "../runtime/session_options.js";
 import { defaultRuntimeHost, type RuntimeHost } from "../runtime/worker_host.js";
@@ -32,6 +34,8 @@ import { readPipelineIndex } from "./pipeline_config.js";
 import {
   type CheckedInputs,
   checkInputs,
+  checkPreparedImage,
+  type ReturnDictOption,
   type UpscaleCallOptions,
   type UpscaleImageInput,
   UpscaleInputError,
@@ -99,6 +103,29 @@ function isRgbImage(x: UpscaleImageInput): x is RgbImage {
     !("channels" in x) &&
     !("layout" in x)
   );
+}
+
+/**
+ * A list of generators seen by a scheduler as one: `randn` of the whole batch draws row i from generator i, as
+ * diffusers' randn_tensor(model_output.shape, generator=[...]) does in the schedulers' step (eta > 0, ancestral
+ * samplers). The schedulers draw `randn([numel])`; a row's draw depends only on its element count, so
+ * `randn([rowSize])` per generator equals torch's `randn((1, C, H, W))`.
+ */
+class PerRowGenerator extends Generator {
+  constructor(private readonly rows: readonly Generator[]) {
+    super();
+  }
+  override randn(shape: readonly number[], options?: { dtype?: "float32" }): Float32Array;
+  override randn(shape: readonly number[], options: { dtype: "float64" }): Float64Array;
+  override randn(shape: readonly number[], options?: { dtype?: RandomDtype }): Float32Array | Float64Array;
+  override randn(shape: readonly number[], options?: { dtype?: RandomDtype }): Float32Array | Float64Array {
+    const numel = shape.reduce((a, b) => a * b, 1);
+    const n = this.rows.length;
+    if (numel % n !== 0) {
+      throw new Error(`a draw of ${numel} values does not split into ${n} rows, one per generator`);
+    }
+    return randnTensor([n, numel / n], this.rows, options);
+  }
 }
 
 export class StableDiffusionUpscalePipeline {
@@ -283,7 +310,12 @@ export class StableDiffusionUpscalePipeline {
   /** Upscales 4x (diffusers `__call__`). */
   async call(options: UpscaleCallOptions & { returnDict?: true }): Promise<UpscaleOutput>;
   async call(options: UpscaleCallOptions & { returnDict: false }): Promise<[UpscaleImages, boolean[] | null]>;
-  async call(options: UpscaleCallOptions): Promise<UpscaleOutput | [UpscaleImages, boolean[] | null]> {
+  async call(
+    options: UpscaleCallOptions & ReturnDictOption,
+  ): Promise<UpscaleOutput | [UpscaleImages, boolean[] | null]>;
+  async call(
+    options: UpscaleCallOptions & ReturnDictOption,
+  ): Promise<UpscaleOutput | [UpscaleImages, boolean[] | null]> {
     const signal = options.signal;
     const unetConfig = this.unet.config;
     const crossDim = unetConfig.cross_attention_dim;
@@ -294,16 +326,28 @@ export class StableDiffusionUpscalePipeline {
       numClassEmbeds: unetConfig.num_class_embeds ?? undefined,
       crossAttentionDim: typeof crossDim === "number" ? crossDim : (crossDim[0] as number),
       numHiddenLayers: this.textEncoder.numHiddenLayers,
+      lowResTrainTimesteps: this.lowResScheduler.config.num_train_timesteps,
+      textSequenceLength: this.tokenizer.modelMaxLength,
     });
+    const named = Array.isArray(options.image);
     const images = await Promise.all(
-      args.images.map((im, i) => this.loadInput(im, i, options.maxInputPixels)),
+      args.images.map((im, i) => this.loadInput(im, named ? `image[${i}]` : "image", options.maxInputPixels)),
     );
+    // diffusers preprocesses at step 4; preprocessing is pure host work (no random draws), so it is done here to
+    // check the image batch, its channels and the latents' shape before any model runs. Traced at step 4.
+    const pre = preprocess(images as RgbImage[] | FloatImageBatch[], { vaeScaleFactor: this.vaeScaleFactor });
+    const latentChannels = this.vae.config.latent_channels;
+    const shape = checkPreparedImage(pre.shape, options, {
+      batchSize: args.batchSize,
+      numImagesPerPrompt: args.numImagesPerPrompt,
+      latentChannels,
+      unetInChannels: unetConfig.in_channels,
+    });
     signal?.throwIfAborted();
 
     // 2. Define call parameters
-    const { batchSize, numImagesPerPrompt, guidanceScale, noiseLevel } = args;
+    const { numImagesPerPrompt, guidanceScale, noiseLevel } = args;
     const doCFG = guidanceScale > 1.0;
-    const total = batchSize * numImagesPerPrompt;
     const generator =
       options.generator ?? new Generator().manualSeed(BigInt(Math.floor(Math.random() * 2 ** 52)));
 
@@ -321,8 +365,7 @@ export class StableDiffusionUpscalePipeline {
     const trace = options.trace;
     trace?.("prompt_embeds", promptEmbeds);
 
-    // 4. Preprocess image
-    const pre = preprocess(images as RgbImage[] | FloatImageBatch[], { vaeScaleFactor: this.vaeScaleFactor });
+    // 4. Preprocess image (done in step 1)
     let image: HostTensor = { type: "float32", dims: [...pre.shape], data: pre.data };
     trace?.("preprocessed_image", image);
 
@@ -345,15 +388,9 @@ export class StableDiffusionUpscalePipeline {
     if (doCFG) image = catBatch([image, image]);
     const classLabels = Array(image.dims[0]).fill(noiseLevel) as number[];
 
-    // 6. Prepare latent variables (second random draw)
-    const [, , height, width] = image.dims as [number, number, number, number];
-    const latentChannels = this.vae.config.latent_channels;
-    const shape = [total, latentChannels, height, width];
+    // 6. Prepare latent variables (second random draw; a given latents' shape was checked in step 1)
     let latents: HostTensor;
     if (options.latents) {
-      if (options.latents.dims.join() !== shape.join()) {
-        throw new UpscaleInputError(`latents have shape [${options.latents.dims}], expected [${shape}]`);
-      }
       latents = options.latents;
     } else {
       latents = { type: "float32", dims: shape, data: randnTensor(shape, generator) };
@@ -362,15 +399,15 @@ export class StableDiffusionUpscalePipeline {
     latents = { ...latents, data: (latents.data as Float32Array).map((v) => Math.fround(v * sigma)) };
     trace?.("initial_latents", latents);
 
-    // 7. Check that sizes of image and latents match
-    if (latentChannels + image.dims[1]! !== unetConfig.in_channels) {
-      throw new UpscaleInputError(
-        `the UNet expects ${unetConfig.in_channels} input channels, but latents (${latentChannels}) + image (${image.dims[1]}) give ${latentChannels + image.dims[1]!}`,
-      );
-    }
+    // 7. Check that sizes of image and latents match (done in step 1, before any compute)
 
-    // 8. Prepare extra step kwargs
-    const stepOptions = { eta: args.eta, generator: Array.isArray(generator) ? generator[0] : generator };
+    // 8. Prepare extra step kwargs: a generator list gives each batch row its own step noise, as in diffusers.
+    const stepGenerator = Array.isArray(generator)
+      ? generator.length === 1
+        ? generator[0]
+        : new PerRowGenerator(generator)
+      : generator;
+    const stepOptions = { eta: args.eta, generator: stepGenerator };
 
     // 9. Denoising loop
     const order = this.scheduler.order;
@@ -458,11 +495,18 @@ export class StableDiffusionUpscalePipeline {
 
   private async loadInput(
     im: UpscaleImageInput,
-    index: number,
+    name: string,
     maxPixels: number | undefined,
   ): Promise<RgbImage | FloatImageBatch> {
     if (isFloatBatch(im)) return im;
-    if (isRgbImage(im)) return loadImage({ ...im, channels: 3 }, { maxPixels, name: `image[${index}]` });
-    return loadImage(im, { maxPixels, ...(typeof im === "string" ? {} : { name: `image[${index}]` }) });
+    if (isRgbImage(im)) return loadImage({ ...im, channels: 3 }, { maxPixels, name });
+    if (typeof im !== "string") return loadImage(im, { maxPixels, name });
+    try {
+      return await loadImage(im, { maxPixels });
+    } catch (e) {
+      // The error names the path; also name the argument.
+      if (e instanceof ImageInputError) throw new ImageInputError(name, e.message, { cause: e });
+      throw e;
+    }
   }
 }
