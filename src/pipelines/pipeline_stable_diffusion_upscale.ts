@@ -20,6 +20,7 @@ import { CLIPTextModel } from "../models/clip/clip_text_model.js";
 import type { FreeUConfig } from "../models/unet/freeu.js";
 import { UNet2DConditionModel } from "../models/unet/unet_2d_condition.js";
 import { AutoencoderKL } from "../models/vae/autoencoder_kl.js";
+import { defaultGenerator } from "../random/default_generator.js";
 import { Generator } from "../random/generator.js";
 import { randnTensor } from "../random/randn_tensor.js";
 import type { RandomDtype } from "../random/shape.js";
@@ -348,8 +349,8 @@ export class StableDiffusionUpscalePipeline {
     // 2. Define call parameters
     const { numImagesPerPrompt, guidanceScale, noiseLevel } = args;
     const doCFG = guidanceScale > 1.0;
-    const generator =
-      options.generator ?? new Generator().manualSeed(BigInt(Math.floor(Math.random() * 2 ** 52)));
+    // No generator: the process-wide default one, like torch's global RNG in diffusers (`manualSeed` seeds it).
+    const generator = options.generator ?? defaultGenerator;
 
     // 3. Encode input prompt
     const enc = await this.encodePrompt(options.prompt, numImagesPerPrompt, doCFG, {

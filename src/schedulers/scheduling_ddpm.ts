@@ -6,26 +6,32 @@
  * Numerics follow the reference dtypes: timesteps are numpy int64 values; every per-step scalar is a float32 0-dim
  * tensor in diffusers and is rounded to float32 here; elementwise ops are float32 ops, each rounded (Math.fround).
  */
-import type { Generator } from "../random/generator.js";
+import { NOISE_SCHEDULE_DEFAULTS, noiseSchedule } from "./beta_schedules.js";
 import {
+  addNoiseByAlphas,
+  alphaProdAt,
+  clipPredictedSample,
+  parseSampleClipping,
+  velocityByAlphas,
+} from "./ddpm_common.js";
+import type { Scheduler, SchedulerConfig, SchedulerOutput, SchedulerStepOptions } from "./scheduler_utils.js";
+import {
+  batchSizeOf,
   checkFinite,
   checkNumInferenceSteps,
-  configNumber,
   configOneOf,
   mergeConfig,
-  type Scheduler,
-  type SchedulerConfig,
-  SchedulerConfigError,
-  type SchedulerOutput,
-  type SchedulerStepOptions,
+  parseScheduleConfig,
+  stepNoise,
 } from "./scheduler_utils.js";
+import { spacedTimesteps, type TimestepSpacing } from "./timestep_spacing.js";
+import { f32 } from "./torch_numerics.js";
 
 const NAME = "DDPMScheduler";
-const f32 = Math.fround;
 
 export type DDPMBetaSchedule = "linear" | "scaled_linear" | "squaredcos_cap_v2" | "sigmoid";
 export type DDPMPredictionType = "epsilon" | "sample" | "v_prediction";
-export type DDPMTimestepSpacing = "leading" | "trailing" | "linspace";
+export type DDPMTimestepSpacing = TimestepSpacing;
 export type DDPMVarianceType =
   | "fixed_small"
   | "fixed_small_log"
@@ -36,11 +42,7 @@ export type DDPMVarianceType =
 
 /** diffusers 0.23.0 `DDPMScheduler.__init__` defaults. */
 export const DDPM_DEFAULT_CONFIG = {
-  num_train_timesteps: 1000,
-  beta_start: 0.0001,
-  beta_end: 0.02,
-  beta_schedule: "linear" as string,
-  trained_betas: null as number[] | null,
+  ...NOISE_SCHEDULE_DEFAULTS,
   variance_type: "fixed_small" as string,
   clip_sample: true,
   prediction_type: "epsilon" as string,
@@ -66,145 +68,21 @@ export interface DDPMSchedulerOutput extends SchedulerOutput {
   predOriginalSample: Float32Array;
 }
 
-// ---------------------------------------------------------------- config checks
+const VARIANCE_TYPES = [
+  "fixed_small",
+  "fixed_small_log",
+  "fixed_large",
+  "fixed_large_log",
+  "learned",
+  "learned_range",
+] as const;
 
-function configBool(key: string, v: unknown): boolean {
-  if (typeof v === "boolean") return v;
-  throw new SchedulerConfigError(NAME, key, `must be a boolean, got ${JSON.stringify(v)}`);
-}
-
-function configInt(key: string, v: unknown, min: number): number {
-  const n = configNumber(NAME, key, v);
-  if (!Number.isSafeInteger(n) || n < min) {
-    throw new SchedulerConfigError(NAME, key, `must be an integer >= ${min}, got ${JSON.stringify(v)}`);
-  }
-  return n;
-}
-
-function configFinite(key: string, v: unknown): number {
-  const n = configNumber(NAME, key, v);
-  if (!Number.isFinite(n)) throw new SchedulerConfigError(NAME, key, `must be a finite number, got ${v}`);
-  return n;
-}
-
-// ---------------------------------------------------------------- float32 tables (torch semantics)
-
-/**
- * torch.linspace(start, end, steps, dtype=float32) as torch 1.13's CPU kernel computes it: float32 step; the
- * first half counts up from `start`, the second half down from `end`; blocks of 8 (the AVX2 vector path, whole
- * 16-element chunks only) start at `start + step*idx` (contracted to one FMA by the compiler) and add `k*step`;
- * the tail is scalar. This reproduces the recorded float32 tables bit for bit.
- */
-function torchLinspaceF32(start: number, end: number, steps: number): Float32Array {
-  const out = new Float32Array(steps);
-  const s = f32(start);
-  const e = f32(end);
-  if (steps === 1) {
-    out[0] = s;
-    return out;
-  }
-  const step = f32(f32(e - s) / (steps - 1));
-  const halfway = Math.floor(steps / 2);
-  // fma(a, b, c) for float32 a, b and an integer b < 2^29: the product is exact in double.
-  const at = (idx: number) => (idx < halfway ? f32(s + step * idx) : f32(e - step * (steps - idx - 1)));
-  const vecEnd = steps - (steps % 16);
-  for (let i = 0; i < steps; i++) {
-    if (i < vecEnd) {
-      const k = i % 8;
-      out[i] = f32(at(i - k) + f32(k * step));
-    } else out[i] = at(i);
-  }
-  return out;
-}
-
-/** diffusers `betas_for_alpha_bar` (cosine), computed in float64, returned as float32. */
-function betasForAlphaBar(n: number, maxBeta = 0.999): Float32Array {
-  const alphaBar = (t: number) => {
-    const c = Math.cos((((t + 0.008) / 1.008) * Math.PI) / 2);
-    return c * c;
+function parseConfig(cfg: DDPMConfig) {
+  return {
+    ...parseScheduleConfig(NAME, cfg, ["epsilon", "sample", "v_prediction"] as const),
+    ...parseSampleClipping(NAME, cfg),
   };
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    out[i] = Math.min(1 - alphaBar((i + 1) / n) / alphaBar(i / n), maxBeta);
-  }
-  return out;
 }
-
-/** torch.cumprod on a float32 CPU tensor: the running product is kept in double (acc_type), each output rounded. */
-function cumprodF32(a: Float32Array): Float32Array {
-  const out = new Float32Array(a.length);
-  let p = 1;
-  for (let i = 0; i < a.length; i++) {
-    p *= a[i] as number;
-    out[i] = p;
-  }
-  return out;
-}
-
-// ---------------------------------------------------------------- numpy helpers (float64)
-
-/** numpy round-half-to-even (np.round / rint). */
-function rint(x: number): number {
-  const r = Math.round(x);
-  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
-
-/** np.linspace(start, stop, num) in float64, numpy's formula (i*step + start, last element = stop). */
-function npLinspace(start: number, stop: number, num: number): number[] {
-  const div = num - 1;
-  const delta = stop - start;
-  const out: number[] = [];
-  const step = div > 0 ? delta / div : Number.NaN;
-  for (let i = 0; i < num; i++) {
-    if (div > 0) out.push(step === 0 ? (i / div) * delta + start : i * step + start);
-    else out.push(i * delta + start);
-  }
-  if (num > 1) out[num - 1] = stop;
-  return out;
-}
-
-/** np.arange(start, stop, step) for floats: length ceil((stop-start)/step), a[i] = start + i*(a[1]-a[0]). */
-function npArange(start: number, stop: number, step: number): number[] {
-  const len = Math.max(0, Math.ceil((stop - start) / step));
-  const delta = start + step - start;
-  const out: number[] = [];
-  for (let i = 0; i < len; i++) out.push(i === 0 ? start : i === 1 ? start + step : start + i * delta);
-  return out;
-}
-
-// ---------------------------------------------------------------- dynamic thresholding
-
-/** torch.quantile(abs(x_row), ratio) per batch row (linear interpolation, float32), then clamp and scale. */
-function thresholdSample(x: Float32Array, batchSize: number, ratio: number, maxValue: number): Float32Array {
-  if (!Number.isInteger(batchSize) || batchSize < 1 || x.length % batchSize !== 0) {
-    throw new RangeError(
-      `${NAME}.step: batchSize ${batchSize} does not divide the sample length ${x.length}`,
-    );
-  }
-  const rowLen = x.length / batchSize;
-  const out = new Float32Array(x.length);
-  const q = f32(ratio);
-  const rank = f32(q * (rowLen - 1));
-  const below = Math.trunc(rank);
-  const above = Math.ceil(rank);
-  const w = f32(rank - below);
-  for (let b = 0; b < batchSize; b++) {
-    const row = x.subarray(b * rowLen, (b + 1) * rowLen);
-    const sorted = Float32Array.from(row, Math.abs).sort();
-    const lo = sorted[below] as number;
-    const hi = sorted[above] as number;
-    let s = Math.abs(w) < 0.5 ? f32(lo + f32(w * f32(hi - lo))) : f32(hi - f32(f32(hi - lo) * f32(1 - w)));
-    if (Number.isNaN(lo) || Number.isNaN(hi)) s = Number.NaN;
-    s = Math.min(Math.max(s, 1), f32(maxValue));
-    for (let i = 0; i < rowLen; i++) {
-      const v = row[i] as number;
-      out[b * rowLen + i] = f32(Math.min(Math.max(v, -s), s) / s);
-    }
-  }
-  return out;
-}
-
-// ---------------------------------------------------------------- scheduler
 
 export class DDPMScheduler implements Scheduler {
   readonly config: Readonly<DDPMConfig>;
@@ -218,15 +96,7 @@ export class DDPMScheduler implements Scheduler {
   private _numInferenceSteps: number | undefined = undefined;
   private customTimesteps = false;
 
-  private readonly numTrainTimesteps: number;
-  private readonly predictionType: DDPMPredictionType;
-  private readonly timestepSpacing: DDPMTimestepSpacing;
-  private readonly stepsOffset: number;
-  private readonly clipSample: boolean;
-  private readonly clipSampleRange: number;
-  private readonly thresholding: boolean;
-  private readonly dynamicThresholdingRatio: number;
-  private readonly sampleMaxValue: number;
+  private readonly p: ReturnType<typeof parseConfig>;
 
   static fromConfig(config?: SchedulerConfig): DDPMScheduler {
     return new DDPMScheduler(config);
@@ -235,72 +105,12 @@ export class DDPMScheduler implements Scheduler {
   constructor(config?: SchedulerConfig) {
     const c = mergeConfig(DDPM_DEFAULT_CONFIG as DDPMConfig, config);
     this.config = Object.freeze(c);
-    const n = configInt("num_train_timesteps", c.num_train_timesteps, 1);
-    this.numTrainTimesteps = n;
-    const betaStart = configFinite("beta_start", c.beta_start);
-    const betaEnd = configFinite("beta_end", c.beta_end);
-    this.varianceType = configOneOf(NAME, "variance_type", c.variance_type, [
-      "fixed_small",
-      "fixed_small_log",
-      "fixed_large",
-      "fixed_large_log",
-      "learned",
-      "learned_range",
-    ] as const);
-    this.predictionType = configOneOf(NAME, "prediction_type", c.prediction_type, [
-      "epsilon",
-      "sample",
-      "v_prediction",
-    ] as const);
-    this.timestepSpacing = configOneOf(NAME, "timestep_spacing", c.timestep_spacing, [
-      "leading",
-      "trailing",
-      "linspace",
-    ] as const);
-    this.stepsOffset = configInt("steps_offset", c.steps_offset, 0);
-    this.clipSample = configBool("clip_sample", c.clip_sample);
-    this.clipSampleRange = configFinite("clip_sample_range", c.clip_sample_range);
-    this.thresholding = configBool("thresholding", c.thresholding);
-    this.dynamicThresholdingRatio = configFinite("dynamic_thresholding_ratio", c.dynamic_thresholding_ratio);
-    if (this.dynamicThresholdingRatio < 0 || this.dynamicThresholdingRatio > 1) {
-      throw new SchedulerConfigError(NAME, "dynamic_thresholding_ratio", "must be in [0, 1]");
-    }
-    this.sampleMaxValue = configFinite("sample_max_value", c.sample_max_value);
-
-    let betas: Float32Array;
-    if (c.trained_betas !== null && c.trained_betas !== undefined) {
-      const tb = c.trained_betas as unknown;
-      if (
-        !Array.isArray(tb) ||
-        tb.length !== n ||
-        !tb.every((v) => typeof v === "number" && Number.isFinite(v))
-      ) {
-        throw new SchedulerConfigError(NAME, "trained_betas", `must be null or ${n} finite numbers`);
-      }
-      betas = Float32Array.from(tb as number[]);
-    } else {
-      const schedule = configOneOf(NAME, "beta_schedule", c.beta_schedule, [
-        "linear",
-        "scaled_linear",
-        "squaredcos_cap_v2",
-        "sigmoid",
-      ] as const);
-      if (schedule === "linear") betas = torchLinspaceF32(betaStart, betaEnd, n);
-      else if (schedule === "scaled_linear") {
-        betas = torchLinspaceF32(betaStart ** 0.5, betaEnd ** 0.5, n).map((b) => f32(b * b));
-      } else if (schedule === "squaredcos_cap_v2") betas = betasForAlphaBar(n);
-      else {
-        // torch.sigmoid(torch.linspace(-6, 6, n)) * (beta_end - beta_start) + beta_start, all float32
-        const scale = f32(betaEnd - betaStart);
-        const shift = f32(betaStart);
-        betas = torchLinspaceF32(-6, 6, n).map((x) =>
-          f32(f32(f32(1 / f32(1 + f32(Math.exp(-x)))) * scale) + shift),
-        );
-      }
-    }
-    this.betas = betas;
-    this.alphas = betas.map((b) => f32(1 - b));
-    this.alphasCumprod = cumprodF32(this.alphas);
+    this.varianceType = configOneOf(NAME, "variance_type", c.variance_type, VARIANCE_TYPES);
+    this.p = parseConfig(c);
+    const n = this.p.numTrain;
+    const schedules = ["linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid"] as const;
+    const tables = noiseSchedule(NAME, c, n, { schedules });
+    ({ betas: this.betas, alphas: this.alphas, alphasCumprod: this.alphasCumprod } = tables);
     this._timesteps = Array.from({ length: n }, (_, i) => n - 1 - i);
   }
 
@@ -321,7 +131,7 @@ export class DDPMScheduler implements Scheduler {
    * timesteps (strictly descending integers, the first below num_train_timesteps), as diffusers allows.
    */
   setTimesteps(numInferenceSteps: number | undefined, timesteps?: readonly number[]): void {
-    const N = this.numTrainTimesteps;
+    const { numTrain: N, spacing, stepsOffset } = this.p;
     if (timesteps !== undefined) {
       if (numInferenceSteps !== undefined) {
         throw new Error(`${NAME}.setTimesteps: pass either numInferenceSteps or custom timesteps, not both`);
@@ -344,21 +154,9 @@ export class DDPMScheduler implements Scheduler {
       throw new RangeError(`${NAME}.setTimesteps: numInferenceSteps or custom timesteps must be given`);
     }
     checkNumInferenceSteps(NAME, numInferenceSteps, N);
-    const n = numInferenceSteps;
-    this._numInferenceSteps = n;
+    this._numInferenceSteps = numInferenceSteps;
     this.customTimesteps = false;
-    let ts: number[];
-    if (this.timestepSpacing === "linspace") {
-      ts = npLinspace(0, N - 1, n)
-        .map(rint)
-        .reverse();
-    } else if (this.timestepSpacing === "leading") {
-      const ratio = Math.floor(N / n);
-      ts = Array.from({ length: n }, (_, i) => (n - 1 - i) * ratio + this.stepsOffset);
-    } else {
-      ts = npArange(N, 0, -N / n).map((t) => rint(t) - 1);
-    }
-    this._timesteps = ts;
+    this._timesteps = spacedTimesteps(spacing, N, numInferenceSteps, stepsOffset, "int64");
   }
 
   /** diffusers `previous_timestep`: the next custom timestep (-1 after the last), else t - N // n. */
@@ -367,15 +165,12 @@ export class DDPMScheduler implements Scheduler {
       const i = this._timesteps.indexOf(timestep);
       return i === this._timesteps.length - 1 ? -1 : (this._timesteps[i + 1] as number);
     }
-    const n = this._numInferenceSteps ?? this.numTrainTimesteps;
-    return timestep - Math.floor(this.numTrainTimesteps / n);
+    const n = this._numInferenceSteps ?? this.p.numTrain;
+    return timestep - Math.floor(this.p.numTrain / n);
   }
 
   private alphaAt(t: number): number {
-    const v = this.alphasCumprod[t];
-    if (v === undefined)
-      throw new RangeError(`${NAME}: timestep ${t} is outside 0..${this.numTrainTimesteps - 1}`);
-    return v;
+    return alphaProdAt(NAME, this.alphasCumprod, t);
   }
 
   step(
@@ -392,10 +187,7 @@ export class DDPMScheduler implements Scheduler {
     }
     checkFinite(NAME, "modelOutput", modelOutput);
     const len = sample.length;
-    const batchSize = options.batchSize ?? 1;
-    if (!Number.isInteger(batchSize) || batchSize < 1 || len % batchSize !== 0) {
-      throw new RangeError(`${NAME}.step: batchSize ${batchSize} does not divide the sample length ${len}`);
-    }
+    const batchSize = batchSizeOf(NAME, options.batchSize, len);
     const prevT = this.previousTimestep(t);
 
     // A learned-variance model outputs 2*C channels: split along dim 1 into (model output, predicted variance).
@@ -427,16 +219,11 @@ export class DDPMScheduler implements Scheduler {
     for (let i = 0; i < len; i++) {
       const m = eps[i] as number;
       const x = sample[i] as number;
-      if (this.predictionType === "epsilon") x0[i] = f32(f32(x - f32(sb * m)) / sa);
-      else if (this.predictionType === "sample") x0[i] = m;
+      if (this.p.predictionType === "epsilon") x0[i] = f32(f32(x - f32(sb * m)) / sa);
+      else if (this.p.predictionType === "sample") x0[i] = m;
       else x0[i] = f32(f32(sa * x) - f32(sb * m));
     }
-    if (this.thresholding) {
-      x0 = thresholdSample(x0, batchSize, this.dynamicThresholdingRatio, this.sampleMaxValue);
-    } else if (this.clipSample) {
-      const r = f32(this.clipSampleRange);
-      for (let i = 0; i < len; i++) x0[i] = Math.min(Math.max(x0[i] as number, -r), r);
-    }
+    x0 = clipPredictedSample(NAME, x0, this.p, batchSize);
 
     const x0Coeff = f32(f32(f32(Math.sqrt(ap)) * curBeta) / b);
     const xCoeff = f32(f32(f32(Math.sqrt(curAlpha)) * bp) / b);
@@ -446,7 +233,7 @@ export class DDPMScheduler implements Scheduler {
     }
 
     if (t > 0) {
-      const noise = drawNoise(options.generator, len);
+      const noise = stepNoise(options.generator, len);
       // diffusers `_get_variance` (float32 scalars), then the per-type scaling of the noise in `step`.
       const variance = Math.max(f32(f32(bp / b) * curBeta), f32(1e-20));
       const vt = this.varianceType;
@@ -487,71 +274,11 @@ export class DDPMScheduler implements Scheduler {
    * (rows = length / timesteps.length). This is the upscale pipeline's noise_level step.
    */
   addNoise(originalSamples: Float32Array, noise: Float32Array, timesteps: readonly number[]): Float32Array {
-    const [sa, sb, rowLen] = rowCoefficients(
-      this.alphasCumprod,
-      originalSamples,
-      noise,
-      timesteps,
-      "addNoise",
-    );
-    const out = new Float32Array(originalSamples.length);
-    for (let i = 0; i < out.length; i++) {
-      const r = Math.floor(i / rowLen);
-      out[i] = f32(
-        f32((sa[r] as number) * (originalSamples[i] as number)) +
-          f32((sb[r] as number) * (noise[i] as number)),
-      );
-    }
-    return out;
+    return addNoiseByAlphas(NAME, this.alphasCumprod, originalSamples, noise, timesteps);
   }
 
   /** diffusers `get_velocity`: sqrt(a_t) * noise - sqrt(1 - a_t) * sample, one timestep per row. */
   getVelocity(sample: Float32Array, noise: Float32Array, timesteps: readonly number[]): Float32Array {
-    const [sa, sb, rowLen] = rowCoefficients(this.alphasCumprod, sample, noise, timesteps, "getVelocity");
-    const out = new Float32Array(sample.length);
-    for (let i = 0; i < out.length; i++) {
-      const r = Math.floor(i / rowLen);
-      out[i] = f32(
-        f32((sa[r] as number) * (noise[i] as number)) - f32((sb[r] as number) * (sample[i] as number)),
-      );
-    }
-    return out;
+    return velocityByAlphas(NAME, this.alphasCumprod, sample, noise, timesteps);
   }
-}
-
-function drawNoise(generator: Generator | undefined, len: number): Float32Array {
-  if (generator === undefined) {
-    throw new Error(`${NAME}.step: every step with t > 0 draws noise; pass options.generator`);
-  }
-  return generator.randn([len]);
-}
-
-function rowCoefficients(
-  alphasCumprod: Float32Array,
-  x: Float32Array,
-  noise: Float32Array,
-  timesteps: readonly number[],
-  what: string,
-): [Float32Array, Float32Array, number] {
-  if (x.length !== noise.length) {
-    throw new RangeError(`${NAME}.${what}: lengths differ (${x.length} vs ${noise.length})`);
-  }
-  if (timesteps.length === 0 || x.length % timesteps.length !== 0) {
-    throw new RangeError(
-      `${NAME}.${what}: ${timesteps.length} timesteps do not split ${x.length} values into rows`,
-    );
-  }
-  const sa = new Float32Array(timesteps.length);
-  const sb = new Float32Array(timesteps.length);
-  timesteps.forEach((t, r) => {
-    const a = Number.isInteger(t) ? alphasCumprod[t] : undefined;
-    if (a === undefined) {
-      throw new RangeError(
-        `${NAME}.${what}: timestep ${t} is not an integer in 0..${alphasCumprod.length - 1}`,
-      );
-    }
-    sa[r] = Math.sqrt(a);
-    sb[r] = Math.sqrt(f32(1 - a));
-  });
-  return [sa, sb, x.length / timesteps.length];
 }

@@ -9,31 +9,45 @@
  * - timesteps / Karras / Lu sigmas: numpy float64 (half-to-even rounding), sigmas stored as float32;
  * - every per-step scalar (alpha_t, lambda_t, h, ...) is a float32 0-dim tensor in diffusers, and every
  *   elementwise op a float32 op: both are reproduced with Math.fround after each operation.
+ * The SDE variants draw `randn(sample.length)` every step: from `options.generator`, else from torch's global
+ * generator (`defaultGenerator`), as diffusers does.
  */
-import { Generator } from "../random/generator.js";
+import { NOISE_SCHEDULE_DEFAULTS, noiseSchedule } from "./beta_schedules.js";
 import {
+  addNoiseBySolverSigma,
+  alphaSigmaAt,
+  clippedCount,
+  dataPrediction,
+  firstHalfRows,
+  lambdaOf,
+  lambdaTable,
+  lin,
+  noisePrediction,
+  parseDpmSolverKeys,
+  parseSolverConfig,
+  sameLength,
+  solverSchedule,
+} from "./dpm_solver_common.js";
+import type { Scheduler, SchedulerConfig, SchedulerOutput, SchedulerStepOptions } from "./scheduler_utils.js";
+import {
+  batchSizeOf,
   checkFinite,
   checkNumInferenceSteps,
-  configNumber,
+  configBool,
+  configInt,
   configOneOf,
   mergeConfig,
-  type Scheduler,
-  type SchedulerConfig,
-  SchedulerConfigError,
-  type SchedulerOutput,
-  type SchedulerStepOptions,
+  stepIndexFor,
+  stepNoise,
 } from "./scheduler_utils.js";
+import { TIMESTEP_SPACINGS } from "./timestep_spacing.js";
+import { f32 as f, thresholdSample } from "./torch_numerics.js";
 
 const NAME = "DPMSolverMultistepScheduler";
-const f = Math.fround;
 
 /** diffusers 0.23.0 `DPMSolverMultistepScheduler.__init__` defaults. */
 export const DPMSOLVER_MULTISTEP_DEFAULT_CONFIG = {
-  num_train_timesteps: 1000,
-  beta_start: 0.0001,
-  beta_end: 0.02,
-  beta_schedule: "linear" as string,
-  trained_betas: null as number[] | null,
+  ...NOISE_SCHEDULE_DEFAULTS,
   solver_order: 2,
   prediction_type: "epsilon" as string,
   thresholding: false,
@@ -58,9 +72,7 @@ export interface DPMSolverMultistepStepOptions extends SchedulerStepOptions {
   batchSize?: number;
 }
 
-const PREDICTIONS = ["epsilon", "sample", "v_prediction"] as const;
 const ALGORITHMS = ["dpmsolver", "dpmsolver++", "sde-dpmsolver", "sde-dpmsolver++"] as const;
-const SPACINGS = ["linspace", "leading", "trailing"] as const;
 
 export class DPMSolverMultistepScheduler implements Scheduler {
   readonly order = 1;
@@ -79,7 +91,6 @@ export class DPMSolverMultistepScheduler implements Scheduler {
   private modelOutputs: (Float32Array | null)[];
   private lowerOrderNums = 0;
   private stepIdx: number | undefined = undefined;
-  private fallbackGenerator: Generator | undefined;
 
   static fromConfig(config?: SchedulerConfig): DPMSolverMultistepScheduler {
     return new DPMSolverMultistepScheduler(config);
@@ -87,14 +98,10 @@ export class DPMSolverMultistepScheduler implements Scheduler {
 
   constructor(config?: SchedulerConfig) {
     const cfg = mergeConfig({ ...DPMSOLVER_MULTISTEP_DEFAULT_CONFIG }, config);
-    const numTrain = intIn("num_train_timesteps", cfg.num_train_timesteps, 1);
-    const tables = buildTables(cfg, numTrain);
-    this.betas = tables.betas;
-    this.alphas = tables.alphas;
-    this.alphasCumprod = tables.alphasCumprod;
-    this.lambdaT = tables.alphasCumprod.map(
-      (ac) => f(Math.log(f(Math.sqrt(ac)))) - f(Math.log(f(Math.sqrt(f(1 - ac))))),
-    );
+    const numTrain = configInt(NAME, "num_train_timesteps", cfg.num_train_timesteps, 1);
+    const tables = noiseSchedule(NAME, cfg, numTrain);
+    ({ betas: this.betas, alphas: this.alphas, alphasCumprod: this.alphasCumprod } = tables);
+    this.lambdaT = lambdaTable(tables.alphasCumprod);
     this.p = parseConfig(cfg, numTrain);
     this.cfg = cfg;
     this.timesteps = Array.from({ length: numTrain }, (_, i) => numTrain - 1 - i);
@@ -114,50 +121,9 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     const p = this.p;
     const n = numInferenceSteps;
     checkNumInferenceSteps(NAME, n, p.numTrain);
-    // searchsorted(flip(lambda_t), lambda_min_clipped): how many lambdas lie below the clip (float32 compare).
-    const clip = f(p.lambdaMin);
-    let clippedIdx = 0;
-    for (let i = 0; i < p.numTrain; i++) if ((this.lambdaT[i] as number) < clip) clippedIdx++;
-    const lastTimestep = p.numTrain - clippedIdx;
-
-    let timesteps: number[];
-    if (p.spacing === "linspace") {
-      timesteps = npLinspace(0, lastTimestep - 1, n + 1)
-        .map(roundHalfEven)
-        .reverse()
-        .slice(0, n);
-    } else if (p.spacing === "leading") {
-      const ratio = Math.floor(lastTimestep / (n + 1));
-      timesteps = [];
-      for (let i = n; i >= 1; i--) timesteps.push(i * ratio + p.stepsOffset);
-    } else {
-      timesteps = npArange(lastTimestep, 0, -(p.numTrain / n)).map((t) => roundHalfEven(t) - 1);
-    }
-
-    const table = sigmaTable(this.alphasCumprod);
-    let sigmas: number[];
-    if (p.karras || p.lu) {
-      const logSigmas = table.map((s) => f(Math.log(s)));
-      const ramp = npLinspace(0, 1, n);
-      let s64: number[];
-      if (p.karras) {
-        const minInv = (table[0] as number) ** (1 / 7);
-        const maxInv = (table[p.numTrain - 1] as number) ** (1 / 7);
-        s64 = ramp.map((r) => (maxInv + r * (minInv - maxInv)) ** 7);
-      } else {
-        const lmin = logSigmas[0] as number;
-        const lmax = logSigmas[p.numTrain - 1] as number;
-        s64 = ramp.map((r) => Math.exp(lmax + r * (lmin - lmax)));
-      }
-      timesteps = s64.map((s) => roundHalfEven(sigmaToT(s, logSigmas)));
-      sigmas = [...s64, s64[s64.length - 1] as number];
-    } else {
-      sigmas = timesteps.map((t) => table[Math.min(Math.max(t, 0), p.numTrain - 1)] as number);
-      sigmas.push(table[0] as number);
-    }
-    this.sigmas = Float32Array.from(sigmas);
-    this.timesteps = timesteps;
-    this.numInferenceSteps = timesteps.length;
+    const last = p.numTrain - clippedCount(this.lambdaT, p.lambdaMin);
+    ({ timesteps: this.timesteps, sigmas: this.sigmas } = solverSchedule(p, n, this.alphasCumprod, last));
+    this.numInferenceSteps = this.timesteps.length;
     this.modelOutputs = new Array(p.order).fill(null);
     this.lowerOrderNums = 0;
     this.stepIdx = undefined;
@@ -174,14 +140,12 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     options: DPMSolverMultistepStepOptions = {},
   ): SchedulerOutput {
     const p = this.p;
-    if (this.numInferenceSteps === undefined) {
-      throw new Error(`${NAME}.step: call setTimesteps before step (numInferenceSteps is undefined)`);
-    }
     checkFinite(NAME, "modelOutput", modelOutput);
-    this.stepIdx = resolveStepIndex(this.timesteps, this.stepIdx, timestep);
+    const ready = this.numInferenceSteps !== undefined;
+    this.stepIdx = stepIndexFor(NAME, "step", this.timesteps, this.stepIdx, timestep, ready);
     const idx = this.stepIdx;
     const nT = this.timesteps.length;
-    const batch = batchSizeOf(options.batchSize, sample.length);
+    const batch = batchSizeOf(NAME, options.batchSize, sample.length);
     const lowerOrderFinal = idx === nT - 1 && (p.eulerAtFinal || (p.lowerOrderFinal && nT < 15));
     const lowerOrderSecond = idx === nT - 2 && p.lowerOrderFinal && nT < 15;
 
@@ -191,7 +155,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
 
     let noise: Float32Array | undefined;
     if (p.algorithm === "sde-dpmsolver" || p.algorithm === "sde-dpmsolver++") {
-      noise = (options.generator ?? this.defaultGenerator()).randn([sample.length]);
+      noise = stepNoise(options.generator, sample.length);
     }
 
     let prev: Float32Array;
@@ -209,58 +173,33 @@ export class DPMSolverMultistepScheduler implements Scheduler {
 
   addNoise(originalSamples: Float32Array, noise: Float32Array, timesteps: readonly number[]): Float32Array {
     const { sigmas, numInferenceSteps: n, timesteps: schedule } = this;
-    return addNoiseWith(sigmas, n, schedule, originalSamples, noise, timesteps);
-  }
-
-  private defaultGenerator(): Generator {
-    this.fallbackGenerator ??= new Generator().manualSeed(Math.floor(Math.random() * 2 ** 32));
-    return this.fallbackGenerator;
-  }
-
-  private alphaSigmaAt(i: number): [number, number] {
-    const s = this.sigmas[i];
-    if (s === undefined) throw new Error(`${NAME}.step: no sigma at index ${i} (schedule exhausted)`);
-    return alphaSigma(s);
+    return addNoiseBySolverSigma(NAME, sigmas, n, schedule, originalSamples, noise, timesteps);
   }
 
   private convertModelOutput(modelOutput: Float32Array, sample: Float32Array, batch: number): Float32Array {
     const p = this.p;
     const n = sample.length;
-    const [a, s] = this.alphaSigmaAt(this.stepIdx as number);
+    const [a, s] = alphaSigmaAt(NAME, this.sigmas, this.stepIdx as number);
+    const mo =
+      p.prediction === "epsilon" && p.learnedVariance
+        ? firstHalfRows(NAME, modelOutput, n, batch)
+        : sameLength(NAME, modelOutput, n);
     if (p.algorithm === "dpmsolver++" || p.algorithm === "sde-dpmsolver++") {
-      let x0: Float32Array;
-      if (p.prediction === "epsilon") {
-        const mo = p.learnedVariance ? firstHalfRows(modelOutput, n, batch) : sameLength(modelOutput, n);
-        x0 = map2(sample, mo, (x, e) => f(f(x - f(s * e)) / a));
-      } else if (p.prediction === "sample") {
-        x0 = Float32Array.from(sameLength(modelOutput, n));
-      } else {
-        x0 = map2(sample, sameLength(modelOutput, n), (x, v) => f(f(a * x) - f(s * v)));
-      }
+      const x0 = dataPrediction(p.prediction, mo, sample, a, s);
       return p.thresholding ? thresholdSample(x0, batch, p.ratio, p.sampleMax) : x0;
     }
-    let eps: Float32Array;
-    if (p.prediction === "epsilon") {
-      eps = Float32Array.from(
-        p.learnedVariance ? firstHalfRows(modelOutput, n, batch) : sameLength(modelOutput, n),
-      );
-    } else if (p.prediction === "sample") {
-      eps = map2(sample, sameLength(modelOutput, n), (x, x0) => f(f(x - f(a * x0)) / s));
-    } else {
-      eps = map2(sample, sameLength(modelOutput, n), (x, v) => f(f(a * v) + f(s * x)));
-    }
+    let eps = noisePrediction(p.prediction, mo, sample, a, s);
     if (p.thresholding) {
-      let x0 = map2(sample, eps, (x, e) => f(f(x - f(s * e)) / a));
-      x0 = thresholdSample(x0, batch, p.ratio, p.sampleMax);
-      eps = map2(sample, x0, (x, y) => f(f(x - f(a * y)) / s));
+      const x0 = thresholdSample(dataPrediction("epsilon", eps, sample, a, s), batch, p.ratio, p.sampleMax);
+      eps = noisePrediction("sample", x0, sample, a, s);
     }
     return eps;
   }
 
   /** alpha, sigma and lambda (float32) at sigmas[stepIndex + 1 - k] for k = 0 (target), 1, 2, 3. */
   private point(k: number): { a: number; s: number; l: number } {
-    const [a, s] = this.alphaSigmaAt((this.stepIdx as number) + 1 - k);
-    return { a, s, l: f(f(Math.log(a)) - f(Math.log(s))) };
+    const [a, s] = alphaSigmaAt(NAME, this.sigmas, (this.stepIdx as number) + 1 - k);
+    return { a, s, l: lambdaOf(a, s) };
   }
 
   private firstOrderUpdate(m: Float32Array, x: Float32Array, noise: Float32Array | undefined): Float32Array {
@@ -361,302 +300,16 @@ export class DPMSolverMultistepScheduler implements Scheduler {
 // ---------------------------------------------------------------------------------------------------------
 
 function parseConfig(cfg: DPMSolverMultistepConfig, numTrain: number) {
-  // diffusers maps the other solvers' names onto its own (register_to_config).
-  if (cfg.algorithm_type === "deis") cfg.algorithm_type = "dpmsolver++";
-  if (["logrho", "bh1", "bh2"].includes(cfg.solver_type)) cfg.solver_type = "midpoint";
-  const vt = cfg.variance_type;
-  if (vt !== null && vt !== undefined && typeof vt !== "string") {
-    throw new SchedulerConfigError(
-      NAME,
-      "variance_type",
-      `must be a string or null, got ${JSON.stringify(vt)}`,
-    );
-  }
-  const lambdaMin = configNumber(NAME, "lambda_min_clipped", cfg.lambda_min_clipped);
-  if (Number.isNaN(lambdaMin)) throw new SchedulerConfigError(NAME, "lambda_min_clipped", "must not be NaN");
-  cfg.lambda_min_clipped = lambdaMin;
+  const { varianceType: vt, ...keys } = parseDpmSolverKeys(NAME, cfg);
   return {
     numTrain,
-    order: intIn("solver_order", cfg.solver_order, 1),
-    prediction: configOneOf(NAME, "prediction_type", cfg.prediction_type, PREDICTIONS),
-    thresholding: bool("thresholding", cfg.thresholding),
-    ratio: ratioIn("dynamic_thresholding_ratio", cfg.dynamic_thresholding_ratio),
-    sampleMax: configNumber(NAME, "sample_max_value", cfg.sample_max_value),
+    ...parseSolverConfig(NAME, cfg),
+    ...keys,
     algorithm: configOneOf(NAME, "algorithm_type", cfg.algorithm_type, ALGORITHMS),
-    solver: configOneOf(NAME, "solver_type", cfg.solver_type, ["midpoint", "heun"] as const),
-    lowerOrderFinal: bool("lower_order_final", cfg.lower_order_final),
-    eulerAtFinal: bool("euler_at_final", cfg.euler_at_final),
-    karras: bool("use_karras_sigmas", cfg.use_karras_sigmas),
-    lu: bool("use_lu_lambdas", cfg.use_lu_lambdas),
-    lambdaMin,
+    eulerAtFinal: configBool(NAME, "euler_at_final", cfg.euler_at_final, true),
+    lu: configBool(NAME, "use_lu_lambdas", cfg.use_lu_lambdas, true),
     learnedVariance: vt === "learned" || vt === "learned_range",
-    spacing: configOneOf(NAME, "timestep_spacing", cfg.timestep_spacing, SPACINGS),
-    stepsOffset: intIn("steps_offset", cfg.steps_offset, Number.NEGATIVE_INFINITY),
+    spacing: configOneOf(NAME, "timestep_spacing", cfg.timestep_spacing, TIMESTEP_SPACINGS),
+    stepsOffset: configInt(NAME, "steps_offset", cfg.steps_offset),
   };
-}
-
-function bool(key: string, v: unknown): boolean {
-  if (v === null || v === undefined) return false;
-  if (typeof v === "boolean") return v;
-  throw new SchedulerConfigError(NAME, key, `must be a boolean, got ${JSON.stringify(v)}`);
-}
-
-function intIn(key: string, v: unknown, min: number): number {
-  if (typeof v === "number" && Number.isInteger(v) && v >= min) return v;
-  const range = Number.isFinite(min) ? ` >= ${min}` : "";
-  throw new SchedulerConfigError(NAME, key, `must be an integer${range}, got ${JSON.stringify(v)}`);
-}
-
-function ratioIn(key: string, v: unknown): number {
-  const r = configNumber(NAME, key, v);
-  if (!(r >= 0 && r <= 1)) throw new SchedulerConfigError(NAME, key, `must be in [0, 1], got ${r}`);
-  return r;
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Tables (torch float32 semantics)
-// ---------------------------------------------------------------------------------------------------------
-
-/** torch 1.13 CPU float32 linspace: 8-wide vectors whose base start+step*idx is fused, then base + j*step. */
-function torchLinspaceF32(start: number, end: number, steps: number): Float32Array {
-  const out = new Float32Array(steps);
-  const s = f(start);
-  const e = f(end);
-  if (steps === 1) {
-    out[0] = s;
-    return out;
-  }
-  const step = f(f(e - s) / (steps - 1));
-  const half = Math.floor(steps / 2);
-  const at = (i: number) => (i < half ? f(s + step * i) : f(e - step * (steps - i - 1)));
-  let i = 0;
-  for (; i <= steps - 16; i += 8) {
-    const base = at(i);
-    for (let j = 0; j < 8; j++) out[i + j] = f(base + f(j * step));
-  }
-  for (; i < steps; i++) out[i] = at(i);
-  return out;
-}
-
-function buildTables(
-  cfg: DPMSolverMultistepConfig,
-  numTrain: number,
-): { betas: Float32Array; alphas: Float32Array; alphasCumprod: Float32Array } {
-  let betas: Float32Array;
-  const tb = cfg.trained_betas;
-  if (tb !== null && tb !== undefined) {
-    if (!Array.isArray(tb) || tb.length !== numTrain || !tb.every((b) => typeof b === "number")) {
-      throw new SchedulerConfigError(NAME, "trained_betas", `must be null or ${numTrain} numbers`);
-    }
-    betas = Float32Array.from(tb);
-  } else {
-    const schedule = configOneOf(NAME, "beta_schedule", cfg.beta_schedule, [
-      "linear",
-      "scaled_linear",
-      "squaredcos_cap_v2",
-    ] as const);
-    const b0 = configNumber(NAME, "beta_start", cfg.beta_start);
-    const b1 = configNumber(NAME, "beta_end", cfg.beta_end);
-    if (schedule === "linear") {
-      betas = torchLinspaceF32(b0, b1, numTrain);
-    } else if (schedule === "scaled_linear") {
-      betas = torchLinspaceF32(b0 ** 0.5, b1 ** 0.5, numTrain).map((x) => f(x * x));
-    } else {
-      const ab = (t: number) => Math.cos((((t + 0.008) / 1.008) * Math.PI) / 2) ** 2;
-      betas = new Float32Array(numTrain);
-      for (let i = 0; i < numTrain; i++) {
-        betas[i] = Math.min(1 - ab((i + 1) / numTrain) / ab(i / numTrain), 0.999);
-      }
-    }
-  }
-  const alphas = betas.map((b) => f(1 - b));
-  // torch's CPU cumprod accumulates float32 inputs in double.
-  const alphasCumprod = new Float32Array(numTrain);
-  let acc = 1;
-  for (let i = 0; i < numTrain; i++) {
-    acc *= alphas[i] as number;
-    alphasCumprod[i] = acc;
-  }
-  return { betas, alphas, alphasCumprod };
-}
-
-/** ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5 in float32. */
-function sigmaTable(alphasCumprod: Float32Array): number[] {
-  return Array.from(alphasCumprod, (ac) => f(Math.sqrt(f(f(1 - ac) / ac))));
-}
-
-function alphaSigma(sigma: number): [number, number] {
-  const a = f(1 / f(Math.sqrt(f(f(sigma * sigma) + 1))));
-  return [a, f(sigma * a)];
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// numpy float64 helpers
-// ---------------------------------------------------------------------------------------------------------
-
-function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
-
-/** np.linspace(start, stop, num) (endpoint included). */
-function npLinspace(start: number, stop: number, num: number): number[] {
-  if (num === 1) return [start];
-  const step = (stop - start) / (num - 1);
-  const out = Array.from({ length: num }, (_, i) => i * step + start);
-  out[num - 1] = stop;
-  return out;
-}
-
-/** np.arange(start, stop, step) for floats: start, start + step, then start + i * delta. */
-function npArange(start: number, stop: number, step: number): number[] {
-  const len = Math.max(0, Math.ceil((stop - start) / step));
-  const out: number[] = [];
-  if (len === 0) return out;
-  const next = start + step;
-  const delta = next - start;
-  out.push(start);
-  if (len > 1) out.push(next);
-  for (let i = 2; i < len; i++) out.push(start + i * delta);
-  return out;
-}
-
-/**
- * diffusers `_sigma_to_t` with numpy 1.x value-based casting: log_sigmas is float32, so the float64 log_sigma
- * is rounded to float32 for the distance test and the weight, and only the final blend is float64.
- */
-function sigmaToT(sigma: number, logSigmas: number[]): number {
-  const ls = f(Math.log(Math.max(sigma, 1e-10)));
-  let low = 0;
-  for (let i = 0; i < logSigmas.length; i++) if (ls >= (logSigmas[i] as number)) low = i;
-  low = Math.min(low, logSigmas.length - 2);
-  const lo = logSigmas[low] as number;
-  const hi = logSigmas[low + 1] as number;
-  const w = Math.min(Math.max(f(f(lo - ls) / f(lo - hi)), 0), 1);
-  return f(1 - w) * low + w * (low + 1);
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Step helpers
-// ---------------------------------------------------------------------------------------------------------
-
-/**
- * diffusers `_init_step_index` (first call: the first match, or the second when the timestep repeats), then
- * its internal counter. A timestep that is not in the schedule is an error here (diffusers silently jumps to
- * the last step).
- */
-function resolveStepIndex(timesteps: number[], current: number | undefined, t: number): number {
-  const first = timesteps.indexOf(t);
-  if (first < 0) {
-    throw new RangeError(`${NAME}.step: timestep ${t} is not in the schedule [${timesteps.join(", ")}]`);
-  }
-  if (current !== undefined) {
-    if (current >= timesteps.length) {
-      throw new RangeError(`${NAME}.step: all ${timesteps.length} steps are done; call setTimesteps again`);
-    }
-    return current;
-  }
-  const second = timesteps.indexOf(t, first + 1);
-  return second >= 0 ? second : first;
-}
-
-function batchSizeOf(batch: number | undefined, n: number): number {
-  const b = batch ?? 1;
-  if (!Number.isInteger(b) || b < 1 || n % b !== 0) {
-    throw new RangeError(`${NAME}.step: batchSize ${b} does not divide the sample length ${n}`);
-  }
-  return b;
-}
-
-function sameLength(a: Float32Array, n: number): Float32Array {
-  if (a.length !== n) {
-    throw new RangeError(`${NAME}.step: modelOutput has ${a.length} elements, sample has ${n}`);
-  }
-  return a;
-}
-
-/** model_output[:, :C] for a learned-variance output with 2C channels (rows = batch). */
-function firstHalfRows(a: Float32Array, n: number, batch: number): Float32Array {
-  if (a.length !== 2 * n) {
-    throw new RangeError(
-      `${NAME}.step: learned variance expects modelOutput with twice the sample's channels (${2 * n} ` +
-        `elements), got ${a.length}`,
-    );
-  }
-  const row = n / batch;
-  const out = new Float32Array(n);
-  for (let b = 0; b < batch; b++) out.set(a.subarray(2 * b * row, 2 * b * row + row), b * row);
-  return out;
-}
-
-/** diffusers `_threshold_sample`: per-row torch.quantile(|x|, ratio) clamped to [1, max], clamp and divide. */
-function thresholdSample(x: Float32Array, batch: number, ratio: number, sampleMax: number): Float32Array {
-  const out = new Float32Array(x.length);
-  const row = x.length / batch;
-  const rank = f(f(ratio) * (row - 1));
-  const lo = Math.trunc(rank);
-  const hi = Math.ceil(rank);
-  const w = f(rank - lo);
-  for (let b = 0; b < batch; b++) {
-    const r = x.subarray(b * row, (b + 1) * row);
-    const sorted = Float32Array.from(r, Math.abs).sort();
-    const vlo = sorted[lo] as number;
-    const vhi = sorted[hi] as number;
-    const q = Math.abs(w) < 0.5 ? f(vlo + f(w * f(vhi - vlo))) : f(vhi - f(f(vhi - vlo) * f(1 - w)));
-    const s = Math.min(Math.max(q, 1), f(sampleMax));
-    for (let i = 0; i < row; i++) out[b * row + i] = f(Math.min(Math.max(r[i] as number, -s), s) / s);
-  }
-  return out;
-}
-
-function addNoiseWith(
-  sigmas: Float32Array,
-  numInferenceSteps: number | undefined,
-  schedule: number[],
-  original: Float32Array,
-  noise: Float32Array,
-  timesteps: readonly number[],
-): Float32Array {
-  if (numInferenceSteps === undefined) {
-    throw new Error(`${NAME}.addNoise: call setTimesteps first (the sigmas are built there)`);
-  }
-  if (noise.length !== original.length) {
-    throw new RangeError(`${NAME}.addNoise: noise has ${noise.length} elements, samples ${original.length}`);
-  }
-  if (timesteps.length === 0 || original.length % timesteps.length !== 0) {
-    throw new RangeError(`${NAME}.addNoise: ${timesteps.length} timesteps do not divide ${original.length}`);
-  }
-  const row = original.length / timesteps.length;
-  const out = new Float32Array(original.length);
-  timesteps.forEach((t, b) => {
-    const first = schedule.indexOf(t);
-    if (first < 0 || schedule.indexOf(t, first + 1) >= 0) {
-      throw new RangeError(
-        `${NAME}.addNoise: timestep ${t} must occur exactly once in the schedule [${schedule.join(", ")}]`,
-      );
-    }
-    const [a, s] = alphaSigma(sigmas[first] as number);
-    for (let i = b * row; i < (b + 1) * row; i++) {
-      out[i] = f(f(a * (original[i] as number)) + f(s * (noise[i] as number)));
-    }
-  });
-  return out;
-}
-
-function map2(a: Float32Array, b: Float32Array, fn: (x: number, y: number) => number): Float32Array {
-  return a.map((x, i) => fn(x, b[i] as number));
-}
-
-/**
- * c0 * x + c1 * a1 + c2 * a2 + ... evaluated as torch does it, left to right with float32 rounding after every
- * product and every sum (a subtraction is the sum with the negated, exactly representable coefficient).
- */
-function lin(x: Float32Array, c0: number, ...terms: [number, Float32Array][]): Float32Array {
-  const out = new Float32Array(x.length);
-  for (let i = 0; i < x.length; i++) {
-    let acc = f(c0 * (x[i] as number));
-    for (const [c, a] of terms) acc = f(acc + f(c * (a[i] as number)));
-    out[i] = acc;
-  }
-  return out;
 }

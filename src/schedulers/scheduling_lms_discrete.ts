@@ -7,33 +7,36 @@
  * float64 by numpy and stored as float32. The LMS coefficients are integrals of Lagrange basis polynomials, which
  * diffusers computes with scipy.integrate.quad; here an adaptive Gauss-Kronrod (21-point) quadrature to ~1e-12.
  */
+import { NOISE_SCHEDULE_DEFAULTS } from "./beta_schedules.js";
 import {
-  checkFinite,
+  addNoiseBySigma,
+  initNoiseSigmaOf,
+  predictOriginalSample,
+  scaleBySigma,
+  sigmaSchedule,
+  sigmaTables,
+} from "./k_diffusion_common.js";
+import type { Scheduler, SchedulerConfig, SchedulerOutput, SchedulerStepOptions } from "./scheduler_utils.js";
+import {
+  checkModelOutput,
   checkNumInferenceSteps,
-  configNumber,
-  configOneOf,
+  configBool,
   mergeConfig,
-  type Scheduler,
-  type SchedulerConfig,
-  SchedulerConfigError,
-  type SchedulerOutput,
-  type SchedulerStepOptions,
+  parseScheduleConfig,
+  stepIndexFor,
 } from "./scheduler_utils.js";
+import { sigmaToT, type TimestepSpacing } from "./timestep_spacing.js";
+import { f32 } from "./torch_numerics.js";
 
 const NAME = "LMSDiscreteScheduler";
-const f32 = Math.fround;
 
 export type LMSBetaSchedule = "linear" | "scaled_linear" | "squaredcos_cap_v2";
 export type LMSPredictionType = "epsilon" | "sample" | "v_prediction";
-export type LMSTimestepSpacing = "linspace" | "leading" | "trailing";
+export type LMSTimestepSpacing = TimestepSpacing;
 
 /** diffusers 0.23.0 `LMSDiscreteScheduler.__init__` defaults. */
 export const LMS_DEFAULT_CONFIG = {
-  num_train_timesteps: 1000,
-  beta_start: 0.0001,
-  beta_end: 0.02,
-  beta_schedule: "linear" as string,
-  trained_betas: null as number[] | null,
+  ...NOISE_SCHEDULE_DEFAULTS,
   use_karras_sigmas: false as boolean | null,
   prediction_type: "epsilon" as string,
   timestep_spacing: "linspace" as string,
@@ -49,112 +52,6 @@ export interface LMSStepOptions extends SchedulerStepOptions {
 
 export interface LMSSchedulerOutput extends SchedulerOutput {
   predOriginalSample: Float32Array;
-}
-
-// ---------------------------------------------------------------- config checks
-
-function configBool(key: string, v: unknown): boolean {
-  if (typeof v === "boolean") return v;
-  throw new SchedulerConfigError(NAME, key, `must be a boolean, got ${JSON.stringify(v)}`);
-}
-
-function configInt(key: string, v: unknown, min: number): number {
-  const n = configNumber(NAME, key, v);
-  if (!Number.isSafeInteger(n) || n < min) {
-    throw new SchedulerConfigError(NAME, key, `must be an integer >= ${min}, got ${JSON.stringify(v)}`);
-  }
-  return n;
-}
-
-function configFinite(key: string, v: unknown): number {
-  const n = configNumber(NAME, key, v);
-  if (!Number.isFinite(n)) throw new SchedulerConfigError(NAME, key, `must be a finite number, got ${v}`);
-  return n;
-}
-
-// ---------------------------------------------------------------- float32 tables (torch semantics)
-
-/**
- * torch.linspace(start, end, steps, dtype=float32) as torch 1.13's CPU kernel computes it: float32 step; the
- * first half counts up from `start`, the second half down from `end`; blocks of 8 (the AVX2 vector path, whole
- * 16-element chunks only) start at `start + step*idx` (contracted to one FMA by the compiler) and add `k*step`;
- * the tail is scalar. This reproduces the recorded float32 tables bit for bit.
- */
-function torchLinspaceF32(start: number, end: number, steps: number): Float32Array {
-  const out = new Float32Array(steps);
-  const s = f32(start);
-  const e = f32(end);
-  if (steps === 1) {
-    out[0] = s;
-    return out;
-  }
-  const step = f32(f32(e - s) / (steps - 1));
-  const halfway = Math.floor(steps / 2);
-  // fma(a, b, c) for float32 a, b and an integer b < 2^29: the product is exact in double.
-  const at = (idx: number) => (idx < halfway ? f32(s + step * idx) : f32(e - step * (steps - idx - 1)));
-  const vecEnd = steps - (steps % 16);
-  for (let i = 0; i < steps; i++) {
-    if (i < vecEnd) {
-      const k = i % 8;
-      out[i] = f32(at(i - k) + f32(k * step));
-    } else out[i] = at(i);
-  }
-  return out;
-}
-
-/** diffusers `betas_for_alpha_bar` (cosine), computed in float64, returned as float32. */
-function betasForAlphaBar(n: number, maxBeta = 0.999): Float32Array {
-  const alphaBar = (t: number) => {
-    const c = Math.cos((((t + 0.008) / 1.008) * Math.PI) / 2);
-    return c * c;
-  };
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    out[i] = Math.min(1 - alphaBar((i + 1) / n) / alphaBar(i / n), maxBeta);
-  }
-  return out;
-}
-
-/** torch.cumprod on a float32 CPU tensor: the running product is kept in double (acc_type), each output rounded. */
-function cumprodF32(a: Float32Array): Float32Array {
-  const out = new Float32Array(a.length);
-  let p = 1;
-  for (let i = 0; i < a.length; i++) {
-    p *= a[i] as number;
-    out[i] = p;
-  }
-  return out;
-}
-
-// ---------------------------------------------------------------- numpy helpers (float64)
-
-/** numpy round-half-to-even (np.round / rint). */
-function rint(x: number): number {
-  const r = Math.round(x);
-  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
-
-/** np.linspace(start, stop, num) in float64, numpy's formula (i*step + start, last element = stop). */
-function npLinspace(start: number, stop: number, num: number): number[] {
-  const div = num - 1;
-  const delta = stop - start;
-  const out: number[] = [];
-  const step = div > 0 ? delta / div : Number.NaN;
-  for (let i = 0; i < num; i++) {
-    if (div > 0) out.push(step === 0 ? (i / div) * delta + start : i * step + start);
-    else out.push(i * delta + start);
-  }
-  if (num > 1) out[num - 1] = stop;
-  return out;
-}
-
-/** np.arange(start, stop, step) for floats: length ceil((stop-start)/step), a[i] = start + i*(a[1]-a[0]). */
-function npArange(start: number, stop: number, step: number): number[] {
-  const len = Math.max(0, Math.ceil((stop - start) / step));
-  const delta = start + step - start;
-  const out: number[] = [];
-  for (let i = 0; i < len; i++) out.push(i === 0 ? start : i === 1 ? start + step : start + i * delta);
-  return out;
 }
 
 // ---------------------------------------------------------------- quadrature
@@ -226,6 +123,13 @@ export function integrate(
 
 // ---------------------------------------------------------------- scheduler
 
+function parseConfig(cfg: LMSConfig) {
+  return {
+    ...parseScheduleConfig(NAME, cfg, ["epsilon", "sample", "v_prediction"] as const),
+    useKarras: configBool(NAME, "use_karras_sigmas", cfg.use_karras_sigmas, true),
+  };
+}
+
 export class LMSDiscreteScheduler implements Scheduler {
   readonly config: Readonly<LMSConfig>;
   readonly order = 1;
@@ -238,15 +142,9 @@ export class LMSDiscreteScheduler implements Scheduler {
   private _numInferenceSteps: number | undefined = undefined;
   private _stepIndex: number | undefined = undefined;
   private derivatives: Float32Array[] = [];
-  /** Training sigmas sqrt((1 - a) / a) as float32, and their float32 logs (numpy `np.log` on float32). */
-  private readonly trainSigmas: Float32Array;
-  private readonly logSigmas: Float32Array;
-
-  private readonly numTrainTimesteps: number;
-  private readonly useKarrasSigmas: boolean;
-  private readonly predictionType: LMSPredictionType;
-  private readonly timestepSpacing: LMSTimestepSpacing;
-  private readonly stepsOffset: number;
+  private readonly p: ReturnType<typeof parseConfig>;
+  /** Training sigmas sqrt((1 - a) / a) as float32, and their float32 logs (the float64 log, rounded). */
+  private readonly tables: ReturnType<typeof sigmaTables>;
 
   static fromConfig(config?: SchedulerConfig): LMSDiscreteScheduler {
     return new LMSDiscreteScheduler(config);
@@ -255,51 +153,10 @@ export class LMSDiscreteScheduler implements Scheduler {
   constructor(config?: SchedulerConfig) {
     const c = mergeConfig(LMS_DEFAULT_CONFIG as LMSConfig, config);
     this.config = Object.freeze(c);
-    const n = configInt("num_train_timesteps", c.num_train_timesteps, 1);
-    this.numTrainTimesteps = n;
-    const betaStart = configFinite("beta_start", c.beta_start);
-    const betaEnd = configFinite("beta_end", c.beta_end);
-    this.useKarrasSigmas =
-      c.use_karras_sigmas === null ? false : configBool("use_karras_sigmas", c.use_karras_sigmas);
-    this.predictionType = configOneOf(NAME, "prediction_type", c.prediction_type, [
-      "epsilon",
-      "sample",
-      "v_prediction",
-    ] as const);
-    this.timestepSpacing = configOneOf(NAME, "timestep_spacing", c.timestep_spacing, [
-      "linspace",
-      "leading",
-      "trailing",
-    ] as const);
-    this.stepsOffset = configInt("steps_offset", c.steps_offset, 0);
-
-    let betas: Float32Array;
-    if (c.trained_betas !== null && c.trained_betas !== undefined) {
-      const tb = c.trained_betas as unknown;
-      if (
-        !Array.isArray(tb) ||
-        tb.length !== n ||
-        !tb.every((v) => typeof v === "number" && Number.isFinite(v))
-      ) {
-        throw new SchedulerConfigError(NAME, "trained_betas", `must be null or ${n} finite numbers`);
-      }
-      betas = Float32Array.from(tb as number[]);
-    } else {
-      const schedule = configOneOf(NAME, "beta_schedule", c.beta_schedule, [
-        "linear",
-        "scaled_linear",
-        "squaredcos_cap_v2",
-      ] as const);
-      if (schedule === "linear") betas = torchLinspaceF32(betaStart, betaEnd, n);
-      else if (schedule === "scaled_linear") {
-        betas = torchLinspaceF32(betaStart ** 0.5, betaEnd ** 0.5, n).map((b) => f32(b * b));
-      } else betas = betasForAlphaBar(n);
-    }
-    this.betas = betas;
-    this.alphas = betas.map((b) => f32(1 - b));
-    this.alphasCumprod = cumprodF32(this.alphas);
-    this.trainSigmas = this.alphasCumprod.map((a) => f32(Math.sqrt(f32(f32(1 - a) / a))));
-    this.logSigmas = this.trainSigmas.map((s) => f32(Math.log(s)));
+    this.p = parseConfig(c);
+    const n = this.p.numTrain;
+    this.tables = sigmaTables(NAME, c, n, { log: (x) => f32(Math.log(x)) });
+    ({ betas: this.betas, alphas: this.alphas, alphasCumprod: this.alphasCumprod } = this.tables);
     this.sigmas = new Float32Array(0);
     // diffusers calls set_timesteps(num_train_timesteps) in __init__.
     this.setTimesteps(n);
@@ -320,113 +177,26 @@ export class LMSDiscreteScheduler implements Scheduler {
 
   /** max(sigmas) for linspace / trailing spacing, sqrt(max^2 + 1) for leading (float32). */
   get initNoiseSigma(): number {
-    let m = Number.NEGATIVE_INFINITY;
-    for (const s of this.sigmas) m = Math.max(m, s);
-    if (this.timestepSpacing === "linspace" || this.timestepSpacing === "trailing") return m;
-    return f32(Math.sqrt(f32(f32(m * m) + 1)));
+    return initNoiseSigmaOf(this.sigmas, this.p.spacing);
   }
 
   setTimesteps(numInferenceSteps: number): void {
-    const N = this.numTrainTimesteps;
-    checkNumInferenceSteps(NAME, numInferenceSteps, N);
+    checkNumInferenceSteps(NAME, numInferenceSteps, this.p.numTrain);
     const n = numInferenceSteps;
     this._numInferenceSteps = n;
-    // float32 timesteps, as numpy builds them
-    let ts: number[];
-    if (this.timestepSpacing === "linspace") {
-      ts = npLinspace(0, N - 1, n)
-        .map(f32)
-        .reverse();
-    } else if (this.timestepSpacing === "leading") {
-      const ratio = Math.floor(N / n);
-      ts = Array.from({ length: n }, (_, i) => f32((n - 1 - i) * ratio + this.stepsOffset));
-    } else {
-      ts = npArange(N, 0, -N / n).map((t) => f32(f32(rint(t)) - 1));
-    }
-    // np.interp(timesteps, arange(N), sigmas) in float64
-    const sig = this.trainSigmas;
-    let sigmas = ts.map((t) => {
-      if (t <= 0) return sig[0] as number;
-      if (t >= N - 1) return sig[N - 1] as number;
-      const j = Math.floor(t);
-      if (j === t) return sig[j] as number;
-      const lo = sig[j] as number;
-      return ((sig[j + 1] as number) - lo) * (t - j) + lo;
-    });
-    if (this.useKarrasSigmas) {
-      sigmas = this.convertToKarras(sigmas, n);
-      ts = sigmas.map((s) => this.sigmaToT(s));
-    }
+    // this port's `_sigma_to_t` runs in float64 (the float32 numpy casts of the other schedulers are not applied)
+    const karrasTimestep = (s: number) => sigmaToT(s, this.tables.logSigmas, "float64");
+    const { timesteps: ts, sigmas } = sigmaSchedule(this.p, n, this.tables, { karrasTimestep });
     this.sigmas = Float32Array.from([...sigmas, 0]);
     this._timesteps = ts;
     this._stepIndex = undefined;
     this.derivatives = [];
   }
 
-  /** diffusers `_convert_to_karras` (rho = 7), float64. */
-  private convertToKarras(inSigmas: number[], n: number): number[] {
-    const sigmaMin = inSigmas[inSigmas.length - 1] as number;
-    const sigmaMax = inSigmas[0] as number;
-    const rho = 7.0;
-    const minInvRho = sigmaMin ** (1 / rho);
-    const maxInvRho = sigmaMax ** (1 / rho);
-    return npLinspace(0, 1, n).map((r) => (maxInvRho + r * (minInvRho - maxInvRho)) ** rho);
-  }
-
-  /** diffusers `_sigma_to_t`: interpolate log-sigma between the two training sigmas around it (float64). */
-  private sigmaToT(sigma: number): number {
-    const logSigma = Math.log(Math.max(sigma, 1e-10));
-    const ls = this.logSigmas;
-    // low_idx = argmax(cumsum(log_sigma - log_sigmas >= 0)), clipped to len - 2
-    let count = 0;
-    let best = -1;
-    let lowIdx = 0;
-    for (let i = 0; i < ls.length; i++) {
-      if (logSigma - (ls[i] as number) >= 0) count++;
-      if (count > best) {
-        best = count;
-        lowIdx = i;
-      }
-    }
-    lowIdx = Math.min(lowIdx, ls.length - 2);
-    const highIdx = lowIdx + 1;
-    const low = ls[lowIdx] as number;
-    const high = ls[highIdx] as number;
-    let w = (low - logSigma) / (low - high);
-    w = Math.min(Math.max(w, 0), 1);
-    return (1 - w) * lowIdx + w * highIdx;
-  }
-
-  private initStepIndex(timestep: number): void {
-    const matches: number[] = [];
-    this._timesteps.forEach((t, i) => {
-      if (t === timestep) matches.push(i);
-    });
-    if (matches.length === 0) {
-      throw new RangeError(
-        `${NAME}: timestep ${timestep} is not in the schedule (${this._timesteps.join(", ")})`,
-      );
-    }
-    // diffusers takes the second match when a timestep occurs twice (img2img starting mid-schedule).
-    this._stepIndex = (matches.length > 1 ? matches[1] : matches[0]) as number;
-  }
-
-  private checkTimestep(timestep: number, what: string): void {
-    if (!this._timesteps.includes(timestep)) {
-      throw new RangeError(`${NAME}.${what}: timestep ${timestep} is not in the schedule`);
-    }
-  }
-
   /** sample / sqrt(sigma^2 + 1) (float32). */
   scaleModelInput(sample: Float32Array, timestep: number): Float32Array {
-    this.checkTimestep(timestep, "scaleModelInput");
-    if (this._stepIndex === undefined) this.initStepIndex(timestep);
-    const sigma = this.sigmas[this._stepIndex as number];
-    if (sigma === undefined || this._stepIndex === this._timesteps.length) {
-      throw new RangeError(`${NAME}.scaleModelInput: all ${this._timesteps.length} steps are done`);
-    }
-    const c = f32(Math.sqrt(f32(f32(sigma * sigma) + 1)));
-    return sample.map((x) => f32(x / c));
+    this._stepIndex = stepIndexFor(NAME, "scaleModelInput", this._timesteps, this._stepIndex, timestep);
+    return scaleBySigma(sample, this.sigmas[this._stepIndex] as number);
   }
 
   /** diffusers `get_lms_coefficient`: integral over [sigma_t, sigma_{t+1}] of the Lagrange basis polynomial. */
@@ -458,38 +228,15 @@ export class LMSDiscreteScheduler implements Scheduler {
     sample: Float32Array,
     options: LMSStepOptions = {},
   ): LMSSchedulerOutput {
-    this.checkTimestep(timestep, "step");
-    if (modelOutput.length !== sample.length) {
-      throw new RangeError(
-        `${NAME}.step: modelOutput length ${modelOutput.length} != sample length ${sample.length}`,
-      );
-    }
-    checkFinite(NAME, "modelOutput", modelOutput);
+    const idx = stepIndexFor(NAME, "step", this._timesteps, this._stepIndex, timestep);
+    checkModelOutput(NAME, modelOutput, sample);
     const maxOrder = options.order ?? 4;
     if (!Number.isInteger(maxOrder) || maxOrder < 1) {
       throw new RangeError(`${NAME}.step: order must be a positive integer, got ${maxOrder}`);
     }
-    if (this._stepIndex === undefined) this.initStepIndex(timestep);
-    const idx = this._stepIndex as number;
-    if (idx >= this._timesteps.length) {
-      throw new RangeError(
-        `${NAME}.step: all ${this._timesteps.length} steps are done; call setTimesteps() again`,
-      );
-    }
     const sigma = this.sigmas[idx] as number;
     const len = sample.length;
-
-    const x0 = new Float32Array(len);
-    if (this.predictionType === "epsilon") {
-      for (let i = 0; i < len; i++)
-        x0[i] = f32((sample[i] as number) - f32(sigma * (modelOutput[i] as number)));
-    } else if (this.predictionType === "v_prediction") {
-      const s2p1 = f32(f32(sigma * sigma) + 1);
-      const c = f32(-sigma / f32(Math.sqrt(s2p1)));
-      for (let i = 0; i < len; i++) {
-        x0[i] = f32(f32((modelOutput[i] as number) * c) + f32((sample[i] as number) / s2p1));
-      }
-    } else x0.set(modelOutput);
+    const x0 = predictOriginalSample(this.p.predictionType, modelOutput, sample, sigma);
 
     const derivative = new Float32Array(len);
     for (let i = 0; i < len; i++) derivative[i] = f32(f32((sample[i] as number) - (x0[i] as number)) / sigma);
@@ -519,25 +266,10 @@ export class LMSDiscreteScheduler implements Scheduler {
 
   /** diffusers `add_noise`: x + noise * sigma(t) (float32), one schedule timestep per row. */
   addNoise(originalSamples: Float32Array, noise: Float32Array, timesteps: readonly number[]): Float32Array {
-    const x = originalSamples;
-    if (x.length !== noise.length) {
-      throw new RangeError(`${NAME}.addNoise: lengths differ (${x.length} vs ${noise.length})`);
-    }
-    if (timesteps.length === 0 || x.length % timesteps.length !== 0) {
-      throw new RangeError(
-        `${NAME}.addNoise: ${timesteps.length} timesteps do not split ${x.length} values into rows`,
-      );
-    }
-    const rowLen = x.length / timesteps.length;
-    const out = new Float32Array(x.length);
-    timesteps.forEach((t, r) => {
+    return addNoiseBySigma(NAME, originalSamples, noise, timesteps, (t) => {
       const j = this._timesteps.indexOf(t);
       if (j < 0) throw new RangeError(`${NAME}.addNoise: timestep ${t} is not in the schedule`);
-      const sigma = this.sigmas[j] as number;
-      for (let i = r * rowLen; i < (r + 1) * rowLen; i++) {
-        out[i] = f32((x[i] as number) + f32((noise[i] as number) * sigma));
-      }
+      return this.sigmas[j] as number;
     });
-    return out;
   }
 }

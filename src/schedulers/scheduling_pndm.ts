@@ -6,33 +6,28 @@
  * Numerics follow the reference dtypes: float32 tables as torch builds them, numpy int64 timesteps, float32
  * per-step scalars and float32 elementwise ops (each rounded with Math.fround).
  */
+import { NOISE_SCHEDULE_DEFAULTS, noiseSchedule } from "./beta_schedules.js";
+import { addNoiseByAlphas, alphaProdAt } from "./ddpm_common.js";
+import type { Scheduler, SchedulerConfig, SchedulerOutput, SchedulerStepOptions } from "./scheduler_utils.js";
 import {
-  checkFinite,
+  checkModelOutput,
   checkNumInferenceSteps,
-  configNumber,
-  configOneOf,
+  configBool,
   mergeConfig,
-  type Scheduler,
-  type SchedulerConfig,
-  SchedulerConfigError,
-  type SchedulerOutput,
-  type SchedulerStepOptions,
+  parseScheduleConfig,
 } from "./scheduler_utils.js";
+import { spacedTimesteps, type TimestepSpacing } from "./timestep_spacing.js";
+import { f32 } from "./torch_numerics.js";
 
 const NAME = "PNDMScheduler";
-const f32 = Math.fround;
 
 export type PNDMBetaSchedule = "linear" | "scaled_linear" | "squaredcos_cap_v2";
 export type PNDMPredictionType = "epsilon" | "v_prediction";
-export type PNDMTimestepSpacing = "leading" | "trailing" | "linspace";
+export type PNDMTimestepSpacing = TimestepSpacing;
 
 /** diffusers 0.23.0 `PNDMScheduler.__init__` defaults. */
 export const PNDM_DEFAULT_CONFIG = {
-  num_train_timesteps: 1000,
-  beta_start: 0.0001,
-  beta_end: 0.02,
-  beta_schedule: "linear" as string,
-  trained_betas: null as number[] | null,
+  ...NOISE_SCHEDULE_DEFAULTS,
   skip_prk_steps: false,
   set_alpha_to_one: false,
   prediction_type: "epsilon" as string,
@@ -42,113 +37,12 @@ export const PNDM_DEFAULT_CONFIG = {
 
 export type PNDMConfig = typeof PNDM_DEFAULT_CONFIG & SchedulerConfig;
 
-// ---------------------------------------------------------------- config checks
-
-function configBool(key: string, v: unknown): boolean {
-  if (typeof v === "boolean") return v;
-  throw new SchedulerConfigError(NAME, key, `must be a boolean, got ${JSON.stringify(v)}`);
-}
-
-function configInt(key: string, v: unknown, min: number): number {
-  const n = configNumber(NAME, key, v);
-  if (!Number.isSafeInteger(n) || n < min) {
-    throw new SchedulerConfigError(NAME, key, `must be an integer >= ${min}, got ${JSON.stringify(v)}`);
-  }
-  return n;
-}
-
-function configFinite(key: string, v: unknown): number {
-  const n = configNumber(NAME, key, v);
-  if (!Number.isFinite(n)) throw new SchedulerConfigError(NAME, key, `must be a finite number, got ${v}`);
-  return n;
-}
-
-// ---------------------------------------------------------------- float32 tables (torch semantics)
-
-/**
- * torch.linspace(start, end, steps, dtype=float32) as torch 1.13's CPU kernel computes it: float32 step; the
- * first half counts up from `start`, the second half down from `end`; blocks of 8 (the AVX2 vector path, whole
- * 16-element chunks only) start at `start + step*idx` (contracted to one FMA by the compiler) and add `k*step`;
- * the tail is scalar. This reproduces the recorded float32 tables bit for bit.
- */
-function torchLinspaceF32(start: number, end: number, steps: number): Float32Array {
-  const out = new Float32Array(steps);
-  const s = f32(start);
-  const e = f32(end);
-  if (steps === 1) {
-    out[0] = s;
-    return out;
-  }
-  const step = f32(f32(e - s) / (steps - 1));
-  const halfway = Math.floor(steps / 2);
-  // fma(a, b, c) for float32 a, b and an integer b < 2^29: the product is exact in double.
-  const at = (idx: number) => (idx < halfway ? f32(s + step * idx) : f32(e - step * (steps - idx - 1)));
-  const vecEnd = steps - (steps % 16);
-  for (let i = 0; i < steps; i++) {
-    if (i < vecEnd) {
-      const k = i % 8;
-      out[i] = f32(at(i - k) + f32(k * step));
-    } else out[i] = at(i);
-  }
-  return out;
-}
-
-/** diffusers `betas_for_alpha_bar` (cosine), computed in float64, returned as float32. */
-function betasForAlphaBar(n: number, maxBeta = 0.999): Float32Array {
-  const alphaBar = (t: number) => {
-    const c = Math.cos((((t + 0.008) / 1.008) * Math.PI) / 2);
-    return c * c;
+function parseConfig(cfg: PNDMConfig) {
+  return {
+    ...parseScheduleConfig(NAME, cfg, ["epsilon", "v_prediction"] as const),
+    skipPrkSteps: configBool(NAME, "skip_prk_steps", cfg.skip_prk_steps),
   };
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    out[i] = Math.min(1 - alphaBar((i + 1) / n) / alphaBar(i / n), maxBeta);
-  }
-  return out;
 }
-
-/** torch.cumprod on a float32 CPU tensor: the running product is kept in double (acc_type), each output rounded. */
-function cumprodF32(a: Float32Array): Float32Array {
-  const out = new Float32Array(a.length);
-  let p = 1;
-  for (let i = 0; i < a.length; i++) {
-    p *= a[i] as number;
-    out[i] = p;
-  }
-  return out;
-}
-
-// ---------------------------------------------------------------- numpy helpers (float64)
-
-/** numpy round-half-to-even (np.round / rint). */
-function rint(x: number): number {
-  const r = Math.round(x);
-  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
-
-/** np.linspace(start, stop, num) in float64, numpy's formula (i*step + start, last element = stop). */
-function npLinspace(start: number, stop: number, num: number): number[] {
-  const div = num - 1;
-  const delta = stop - start;
-  const out: number[] = [];
-  const step = div > 0 ? delta / div : Number.NaN;
-  for (let i = 0; i < num; i++) {
-    if (div > 0) out.push(step === 0 ? (i / div) * delta + start : i * step + start);
-    else out.push(i * delta + start);
-  }
-  if (num > 1) out[num - 1] = stop;
-  return out;
-}
-
-/** np.arange(start, stop, step) for floats: length ceil((stop-start)/step), a[i] = start + i*(a[1]-a[0]). */
-function npArange(start: number, stop: number, step: number): number[] {
-  const len = Math.max(0, Math.ceil((stop - start) / step));
-  const delta = start + step - start;
-  const out: number[] = [];
-  for (let i = 0; i < len; i++) out.push(i === 0 ? start : i === 1 ? start + step : start + i * delta);
-  return out;
-}
-
-// ---------------------------------------------------------------- scheduler
 
 export class PNDMScheduler implements Scheduler {
   readonly config: Readonly<PNDMConfig>;
@@ -171,11 +65,7 @@ export class PNDMScheduler implements Scheduler {
   private curModelOutput: Float32Array | undefined = undefined;
   private curSample: Float32Array | undefined = undefined;
 
-  private readonly numTrainTimesteps: number;
-  private readonly predictionType: PNDMPredictionType;
-  private readonly timestepSpacing: PNDMTimestepSpacing;
-  private readonly stepsOffset: number;
-  private readonly skipPrkSteps: boolean;
+  private readonly p: ReturnType<typeof parseConfig>;
 
   static fromConfig(config?: SchedulerConfig): PNDMScheduler {
     return new PNDMScheduler(config);
@@ -184,48 +74,10 @@ export class PNDMScheduler implements Scheduler {
   constructor(config?: SchedulerConfig) {
     const c = mergeConfig(PNDM_DEFAULT_CONFIG as PNDMConfig, config);
     this.config = Object.freeze(c);
-    const n = configInt("num_train_timesteps", c.num_train_timesteps, 1);
-    this.numTrainTimesteps = n;
-    const betaStart = configFinite("beta_start", c.beta_start);
-    const betaEnd = configFinite("beta_end", c.beta_end);
-    this.predictionType = configOneOf(NAME, "prediction_type", c.prediction_type, [
-      "epsilon",
-      "v_prediction",
-    ] as const);
-    this.timestepSpacing = configOneOf(NAME, "timestep_spacing", c.timestep_spacing, [
-      "leading",
-      "trailing",
-      "linspace",
-    ] as const);
-    this.stepsOffset = configInt("steps_offset", c.steps_offset, 0);
-    this.skipPrkSteps = configBool("skip_prk_steps", c.skip_prk_steps);
-    const setAlphaToOne = configBool("set_alpha_to_one", c.set_alpha_to_one);
-
-    let betas: Float32Array;
-    if (c.trained_betas !== null && c.trained_betas !== undefined) {
-      const tb = c.trained_betas as unknown;
-      if (
-        !Array.isArray(tb) ||
-        tb.length !== n ||
-        !tb.every((v) => typeof v === "number" && Number.isFinite(v))
-      ) {
-        throw new SchedulerConfigError(NAME, "trained_betas", `must be null or ${n} finite numbers`);
-      }
-      betas = Float32Array.from(tb as number[]);
-    } else {
-      const schedule = configOneOf(NAME, "beta_schedule", c.beta_schedule, [
-        "linear",
-        "scaled_linear",
-        "squaredcos_cap_v2",
-      ] as const);
-      if (schedule === "linear") betas = torchLinspaceF32(betaStart, betaEnd, n);
-      else if (schedule === "scaled_linear") {
-        betas = torchLinspaceF32(betaStart ** 0.5, betaEnd ** 0.5, n).map((b) => f32(b * b));
-      } else betas = betasForAlphaBar(n);
-    }
-    this.betas = betas;
-    this.alphas = betas.map((b) => f32(1 - b));
-    this.alphasCumprod = cumprodF32(this.alphas);
+    this.p = parseConfig(c);
+    const setAlphaToOne = configBool(NAME, "set_alpha_to_one", c.set_alpha_to_one);
+    const tables = noiseSchedule(NAME, c, this.p.numTrain);
+    ({ betas: this.betas, alphas: this.alphas, alphasCumprod: this.alphasCumprod } = tables);
     this.finalAlphaCumprod = setAlphaToOne ? 1.0 : (this.alphasCumprod[0] as number);
   }
 
@@ -251,10 +103,10 @@ export class PNDMScheduler implements Scheduler {
   }
 
   setTimesteps(numInferenceSteps: number): void {
-    const N = this.numTrainTimesteps;
+    const N = this.p.numTrain;
     checkNumInferenceSteps(NAME, numInferenceSteps, N);
     const n = numInferenceSteps;
-    if (!this.skipPrkSteps && n < this.pndmOrder) {
+    if (!this.p.skipPrkSteps && n < this.pndmOrder) {
       // diffusers fails here too (numpy cannot broadcast the last n < 4 timesteps against the 4-step PRK pattern).
       throw new RangeError(
         `${NAME}.setTimesteps: the PRK warm-up needs numInferenceSteps >= ${this.pndmOrder} (got ${n}); ` +
@@ -262,19 +114,9 @@ export class PNDMScheduler implements Scheduler {
       );
     }
     // Ascending base timesteps (diffusers `_timesteps`).
-    let base: number[];
-    if (this.timestepSpacing === "linspace") {
-      base = npLinspace(0, N - 1, n).map(rint);
-    } else if (this.timestepSpacing === "leading") {
-      const ratio = Math.floor(N / n);
-      base = Array.from({ length: n }, (_, i) => i * ratio + this.stepsOffset);
-    } else {
-      base = npArange(N, 0, -N / n)
-        .map((t) => rint(t) - 1)
-        .reverse();
-    }
+    const base = spacedTimesteps(this.p.spacing, N, n, this.p.stepsOffset, "int64").reverse();
 
-    if (this.skipPrkSteps) {
+    if (this.p.skipPrkSteps) {
       // concat(_t[:-1], _t[-2:-1], _t[-1:])[::-1]: the second-to-last base timestep is repeated.
       this._prkTimesteps = [];
       this._plmsTimesteps = [...base.slice(0, -1), ...base.slice(-2, -1), ...base.slice(-1)].reverse();
@@ -311,13 +153,8 @@ export class PNDMScheduler implements Scheduler {
         `${NAME}.step: timestep ${timestep} is not in the schedule (${this._timesteps.join(", ")})`,
       );
     }
-    if (modelOutput.length !== sample.length) {
-      throw new RangeError(
-        `${NAME}.step: modelOutput length ${modelOutput.length} != sample length ${sample.length}`,
-      );
-    }
-    checkFinite(NAME, "modelOutput", modelOutput);
-    if (this.counter < this._prkTimesteps.length && !this.skipPrkSteps) {
+    checkModelOutput(NAME, modelOutput, sample);
+    if (this.counter < this._prkTimesteps.length && !this.p.skipPrkSteps) {
       return this.stepPrk(modelOutput, timestep, sample, this._numInferenceSteps);
     }
     return this.stepPlms(modelOutput, timestep, sample, this._numInferenceSteps);
@@ -330,7 +167,7 @@ export class PNDMScheduler implements Scheduler {
     sample: Float32Array,
     n: number,
   ): SchedulerOutput {
-    const N = this.numTrainTimesteps;
+    const N = this.p.numTrain;
     const diffToPrev = this.counter % 2 ? 0 : Math.floor(Math.floor(N / n) / 2);
     const prevTimestep = timestep - diffToPrev;
     const t = this._prkTimesteps[Math.floor(this.counter / 4) * 4] as number;
@@ -365,12 +202,12 @@ export class PNDMScheduler implements Scheduler {
     sample: Float32Array,
     n: number,
   ): SchedulerOutput {
-    if (!this.skipPrkSteps && this.ets.length < 3) {
+    if (!this.p.skipPrkSteps && this.ets.length < 3) {
       throw new Error(
         `${NAME}.step: PLMS steps can only run after the 12 PRK steps (skip_prk_steps is false)`,
       );
     }
-    const ratio = Math.floor(this.numTrainTimesteps / n);
+    const ratio = Math.floor(this.p.numTrain / n);
     let prevTimestep = timestep - ratio;
     if (this.counter !== 1) {
       this.ets = this.ets.slice(-3);
@@ -418,10 +255,7 @@ export class PNDMScheduler implements Scheduler {
   }
 
   private alphaAt(t: number): number {
-    const v = this.alphasCumprod[t];
-    if (v === undefined)
-      throw new RangeError(`${NAME}: timestep ${t} is outside 0..${this.numTrainTimesteps - 1}`);
-    return v;
+    return alphaProdAt(NAME, this.alphasCumprod, t);
   }
 
   /** PNDM paper eq. (9): x_{t-δ} from x_t and the (combined) epsilon; float32 scalars and ops. */
@@ -436,7 +270,7 @@ export class PNDMScheduler implements Scheduler {
     const b = f32(1 - a);
     const bp = f32(1 - ap);
     let mo = modelOutput;
-    if (this.predictionType === "v_prediction") {
+    if (this.p.predictionType === "v_prediction") {
       const sa = f32(Math.sqrt(a));
       const sb = f32(Math.sqrt(b));
       mo = modelOutput.map((m, i) => f32(f32(sa * m) + f32(sb * (sample[i] as number))));
@@ -449,30 +283,6 @@ export class PNDMScheduler implements Scheduler {
 
   /** diffusers `add_noise`: sqrt(a_t) * x + sqrt(1 - a_t) * noise in float32, one timestep per row. */
   addNoise(originalSamples: Float32Array, noise: Float32Array, timesteps: readonly number[]): Float32Array {
-    const x = originalSamples;
-    if (x.length !== noise.length) {
-      throw new RangeError(`${NAME}.addNoise: lengths differ (${x.length} vs ${noise.length})`);
-    }
-    if (timesteps.length === 0 || x.length % timesteps.length !== 0) {
-      throw new RangeError(
-        `${NAME}.addNoise: ${timesteps.length} timesteps do not split ${x.length} values into rows`,
-      );
-    }
-    const rowLen = x.length / timesteps.length;
-    const out = new Float32Array(x.length);
-    timesteps.forEach((t, r) => {
-      const a = Number.isInteger(t) ? this.alphasCumprod[t] : undefined;
-      if (a === undefined) {
-        throw new RangeError(
-          `${NAME}.addNoise: timestep ${t} is not an integer in 0..${this.numTrainTimesteps - 1}`,
-        );
-      }
-      const sa = f32(Math.sqrt(a));
-      const sb = f32(Math.sqrt(f32(1 - a)));
-      for (let i = r * rowLen; i < (r + 1) * rowLen; i++) {
-        out[i] = f32(f32(sa * (x[i] as number)) + f32(sb * (noise[i] as number)));
-      }
-    });
-    return out;
+    return addNoiseByAlphas(NAME, this.alphasCumprod, originalSamples, noise, timesteps);
   }
 }

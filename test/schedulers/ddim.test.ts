@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { manualSeed } from "../../src/random/default_generator.js";
 import { Generator } from "../../src/random/generator.js";
 import { SchedulerConfigError } from "../../src/schedulers/scheduler_utils.js";
 import { DDIMScheduler } from "../../src/schedulers/scheduling_ddim.js";
@@ -146,10 +147,9 @@ describe("DDIMScheduler.step bad inputs", () => {
     s.setTimesteps(10);
     assert.throws(() => s.step(x.subarray(1), 901, x), RangeError);
   });
-  it("eta > 0 needs a generator or varianceNoise, not both", () => {
+  it("eta > 0 takes a generator or varianceNoise, not both", () => {
     const s = new DDIMScheduler(BASE);
     s.setTimesteps(10);
-    assert.throws(() => s.step(x, 901, x, { eta: 1 }), /generator/);
     const g = new Generator().manualSeed(0);
     assert.throws(() => s.step(x, 901, x, { eta: 1, generator: g, varianceNoise: x }), /not both/);
     assert.throws(() => s.step(x, 901, x, { eta: -1 }), RangeError);
@@ -157,6 +157,16 @@ describe("DDIMScheduler.step bad inputs", () => {
 });
 
 describe("DDIMScheduler.step options", () => {
+  it("eta > 0 without a generator draws from the default generator (torch's global RNG)", () => {
+    const s = new DDIMScheduler(BASE);
+    s.setTimesteps(10);
+    const eps = ramp(64, 0.02);
+    const y = ramp(64, 0.03);
+    manualSeed(11);
+    const viaDefault = s.step(eps, 901, y, { eta: 1 }).prevSample;
+    const viaGen = s.step(eps, 901, y, { eta: 1, generator: new Generator().manualSeed(11) }).prevSample;
+    assert.deepEqual(viaDefault, viaGen);
+  });
   it("eta > 0 with varianceNoise equals drawing the same noise from the generator", () => {
     const x = ramp(256, 0.02);
     const eps = ramp(256, 0.005);

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { manualSeed } from "../../src/random/default_generator.js";
 import { Generator } from "../../src/random/generator.js";
 import { SchedulerConfigError } from "../../src/schedulers/scheduler_utils.js";
 import { DDPMScheduler } from "../../src/schedulers/scheduling_ddpm.js";
@@ -160,10 +161,15 @@ describe("DDPMScheduler.step", () => {
     bad[10] = Number.NaN;
     assert.throws(() => s.step(bad, 901, x), /NaN at index 10/);
   });
-  it("needs a generator for t > 0 and refuses mismatched lengths", () => {
+  it("draws from the default generator without one (torch's global RNG) and refuses mismatched lengths", () => {
     const s = new DDPMScheduler(BASE);
     s.setTimesteps(10);
-    assert.throws(() => s.step(eps, 901, x), /generator/);
+    manualSeed(5);
+    const viaDefault = s.step(eps, 901, x).prevSample;
+    assert.deepEqual(
+      viaDefault,
+      s.step(eps, 901, x, { generator: new Generator().manualSeed(5) }).prevSample,
+    );
     assert.throws(
       () => s.step(eps.subarray(4), 901, x, { generator: new Generator().manualSeed(0) }),
       RangeError,

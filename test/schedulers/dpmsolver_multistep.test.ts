@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { manualSeed } from "../../src/random/default_generator.js";
 import { Generator } from "../../src/random/generator.js";
 import { SchedulerConfigError } from "../../src/schedulers/scheduler_utils.js";
 import { DPMSolverMultistepScheduler } from "../../src/schedulers/scheduling_dpmsolver_multistep.js";
@@ -106,6 +107,19 @@ describe("DPMSolverMultistepScheduler options", () => {
     const x = Float32Array.from([0.5, -1, 2]);
     const out = s.step(Float32Array.from([0.1, 0.2, 0.3]), s.timesteps[0] as number, x).prevSample;
     assert.deepEqual(Array.from(out), Array.from(x));
+  });
+
+  it("SDE steps without a generator draw from the default generator (torch's global RNG)", () => {
+    const a = new DPMSolverMultistepScheduler({ ...X4, algorithm_type: "sde-dpmsolver++" });
+    const b = new DPMSolverMultistepScheduler({ ...X4, algorithm_type: "sde-dpmsolver++" });
+    a.setTimesteps(4);
+    b.setTimesteps(4);
+    const x = Float32Array.from([0.5, -1, 2, 0.25]);
+    const eps = Float32Array.from([0.1, 0.2, 0.3, -0.4]);
+    const t = a.timesteps[0] as number;
+    manualSeed(17);
+    const viaDefault = a.step(eps, t, x).prevSample;
+    assert.deepEqual(viaDefault, b.step(eps, t, x, { generator: new Generator().manualSeed(17) }).prevSample);
   });
 
   it("addNoise uses alpha_t / sigma_t of the step's sigma per row", () => {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { manualSeed } from "../../src/random/default_generator.js";
 import { Generator } from "../../src/random/generator.js";
 import { SchedulerConfigError } from "../../src/schedulers/scheduler_utils.js";
 import { EulerAncestralDiscreteScheduler } from "../../src/schedulers/scheduling_euler_ancestral_discrete.js";
@@ -84,11 +85,16 @@ describe("EulerAncestralDiscreteScheduler step", () => {
     assert.equal(s.stepIndex, 2);
   });
 
-  it("needs a generator (every step draws noise)", () => {
-    const s = make();
-    s.setTimesteps(3);
-    const t = s.timesteps[0] as number;
-    assert.throws(() => s.step(sample(), t, sample()), /generator/);
+  it("without a generator, every step draws its noise from the default generator (torch's global RNG)", () => {
+    const a = make();
+    const b = make();
+    a.setTimesteps(3);
+    b.setTimesteps(3);
+    const t = a.timesteps[0] as number;
+    manualSeed(9);
+    const viaDefault = a.step(sample(), t, sample()).prevSample;
+    const viaGen = b.step(sample(), t, sample(), { generator: new Generator().manualSeed(9) }).prevSample;
+    assert.deepEqual(viaDefault, viaGen);
   });
 
   it("addNoise uses sigma(t) per row", () => {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { defaultGenerator, manualSeed } from "../../src/random/default_generator.js";
 import { Generator } from "../../src/random/generator.js";
 import { SchedulerConfigError } from "../../src/schedulers/scheduler_utils.js";
 import { EulerDiscreteScheduler } from "../../src/schedulers/scheduling_euler_discrete.js";
@@ -138,17 +139,26 @@ describe("EulerDiscreteScheduler step", () => {
     assert.deepEqual(Array.from(g.randn([3])), Array.from(ref.randn([3])));
   });
 
-  it("without a generator, a deterministic step works and a churned one asks for a generator", () => {
+  it("without a generator, every step draws from the default generator (torch's global RNG)", () => {
     const s = make();
     s.setTimesteps(4);
     const x = sample();
     const t = s.timesteps[0] as number;
+    manualSeed(21);
     const out = s.step(fakeModel(s.scaleModelInput(x, t), t), t, x);
     assert.equal(out.prevSample.length, x.length);
     assert.ok(out.predOriginalSample instanceof Float32Array);
-    const s2 = make();
-    s2.setTimesteps(4);
-    assert.throws(() => s2.step(fakeModel(x, t), t, x, { sChurn: 10 }), /generator/);
+    // the unchurned step still consumed randn(sample) from the default generator, as diffusers does
+    const ref = new Generator().manualSeed(21);
+    ref.randn([x.length]);
+    assert.deepEqual(Array.from(defaultGenerator.randn([3])), Array.from(ref.randn([3])));
+    const churned = (generator?: Generator) => {
+      const s2 = make();
+      s2.setTimesteps(4);
+      return s2.step(fakeModel(x, t), t, x, { sChurn: 10, generator }).prevSample;
+    };
+    manualSeed(22);
+    assert.deepEqual(churned(), churned(new Generator().manualSeed(22)));
   });
 
   it("sChurn adds eps * sqrt(sigma_hat^2 - sigma^2) before the Euler step", () => {

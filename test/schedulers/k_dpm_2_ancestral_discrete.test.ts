@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { manualSeed } from "../../src/random/default_generator.js";
 import { Generator } from "../../src/random/generator.js";
 import { SchedulerConfigError } from "../../src/schedulers/scheduler_utils.js";
 import { KDPM2AncestralDiscreteScheduler } from "../../src/schedulers/scheduling_k_dpm_2_ancestral_discrete.js";
@@ -136,12 +137,24 @@ describe("KDPM2AncestralDiscreteScheduler bad inputs", () => {
     for (const n of [0, 1.5, 1001]) assert.throws(() => s.setTimesteps(n), RangeError, String(n));
   });
 
-  it("step before setTimesteps, missing generator, unknown timesteps, NaN output, overrun", () => {
+  it("without a generator, steps draw from the default generator (torch's global RNG)", () => {
+    const a = make();
+    const b = make();
+    a.setTimesteps(3);
+    b.setTimesteps(3);
+    const g = new Generator().manualSeed(4);
+    manualSeed(4);
+    for (const t of a.timesteps.slice(0, 2)) {
+      const viaDefault = a.step(sample(), t, sample()).prevSample;
+      assert.deepEqual(viaDefault, b.step(sample(), t, sample(), { generator: g }).prevSample);
+    }
+  });
+
+  it("step before setTimesteps, unknown timesteps, NaN output, overrun", () => {
     const s = make();
     const g = new Generator().manualSeed(0);
     assert.throws(() => s.step(sample(), 999, sample(), { generator: g }), /setTimesteps/);
     s.setTimesteps(3);
-    assert.throws(() => s.step(sample(), 999, sample()), /generator/);
     assert.throws(() => s.step(sample(), 500, sample(), { generator: g }), /not in the schedule/);
     const bad = sample();
     bad[2] = Number.NaN;
