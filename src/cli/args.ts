@@ -57,6 +57,7 @@ export interface RunPlan {
   attentionSlicing: "auto" | "max" | number | undefined;
   vaeTiling: boolean;
   memoryEfficientAttention: boolean;
+  modelOffload: boolean;
   json: boolean;
 }
 
@@ -82,6 +83,7 @@ interface RawOptions {
   attentionSlicing?: string | true;
   vaeTiling?: true;
   memoryEfficientAttention?: true;
+  modelOffload?: true;
   threads?: string;
   device?: string;
   outputType?: string;
@@ -148,6 +150,10 @@ function buildProgram(
     .option("--freeu <s1,s2,b1,b2>", "enable FreeU with these factors")
     .option("--attention-slicing [size]", 'sliced attention: "auto" (default), "max" or a slice size')
     .option("--vae-tiling", "decode the VAE in tiles")
+    .option(
+      "--model-offload",
+      "keep one model in memory at a time (lower peak memory, slower start of each stage)",
+    )
     .option("--memory-efficient-attention", "onnxruntime's fused MultiHeadAttention")
     .option("--threads <N>", "intra-op threads per session")
     .addOption(new Option("--device <device>", `execution provider: ${DEVICES.join(", ")}`))
@@ -255,6 +261,7 @@ function planFromOptions(inputs: string[], o: RawOptions): RunPlan {
         : parseSliceSize("--attention-slicing", o.attentionSlicing),
     vaeTiling: o.vaeTiling === true,
     memoryEfficientAttention: o.memoryEfficientAttention === true,
+    modelOffload: o.modelOffload === true,
     json: o.json === true,
   };
 }

@@ -118,6 +118,7 @@ function configure(pipe: StableDiffusionUpscalePipeline, plan: RunPlan): void {
   }
   if (plan.vaeTiling) pipe.enableVaeTiling();
   if (plan.memoryEfficientAttention) pipe.enableMemoryEfficientAttention();
+  if (plan.modelOffload) pipe.enableModelOffload();
 }
 
 export async function runUpscale(plan: RunPlan, images: RgbImage[], ctx: RunContext): Promise<RunSummary> {

@@ -225,6 +225,19 @@ export class StableDiffusionUpscalePipeline {
     this.vae.disableSlicing();
   }
 
+  /**
+   * diffusers' enable_model_cpu_offload, for onnxruntime: keep one model's session alive at a time (the text
+   * encoder is freed after encoding, the UNet after the denoising loop, the VAE after decoding). Peak memory drops
+   * to the largest single model; each call pays the session creations again.
+   */
+  enableModelOffload(): void {
+    this.modelOffload = true;
+  }
+  disableModelOffload(): void {
+    this.modelOffload = false;
+  }
+  private modelOffload = false;
+
   /** Frees every session. */
   async release(): Promise<void> {
     this.unet.release();
@@ -365,6 +378,7 @@ export class StableDiffusionUpscalePipeline {
       : enc.promptEmbeds;
     const trace = options.trace;
     trace?.("prompt_embeds", promptEmbeds);
+    if (this.modelOffload) await this.textEncoder.release();
 
     // 4. Preprocess image (done in step 1)
     let image: HostTensor = { type: "float32", dims: [...pre.shape], data: pre.data };
@@ -449,6 +463,8 @@ export class StableDiffusionUpscalePipeline {
       }
     }
 
+    if (this.modelOffload) this.unet.release();
+
     // 10. Post-processing
     let result: UpscaleImages;
     let nsfw: boolean[] | null = null;
@@ -466,6 +482,7 @@ export class StableDiffusionUpscalePipeline {
         data: (latents.data as Float32Array).map((v) => Math.fround(v / scale)),
       };
       const decoded = await this.vae.decode(z, { signal });
+      if (this.modelOffload) this.vae.release();
       checkFinite(decoded, "the VAE decoder");
       const dshape = decoded.dims as [number, number, number, number];
       let ddata = decoded.data as Float32Array;
