@@ -358,6 +358,7 @@ async function runSuite(a: Args): Promise<void> {
       console.log(
         `  ${o.op.padEnd(28)} ${o.ms.toFixed(0).padStart(8)} ms  ${o.pct.toFixed(1).padStart(5)}%  ×${o.count}`,
       );
+    console.log(`  trace: ${relative(process.cwd(), prof.file)}`);
   }
   const dir = join(HERE, "results");
   mkdirSync(dir, { recursive: true });
@@ -408,8 +409,10 @@ async function main(): Promise<void> {
     ? `sessions-${c}`
     : `${a.profile ? "profile-" : ""}${c}${c === "text" ? "" : `-${o.size}`}`;
   console.log(table([row(name, m, loadReference())]));
-  if (m.profile)
+  if (m.profile) {
     for (const x of m.profile.by_op.slice(0, 15)) console.log(`  ${x.op.padEnd(28)} ${x.ms} ms ${x.pct}%`);
+    console.log(`  trace: ${relative(process.cwd(), m.profile.file)}`);
+  }
 }
 
 main().catch((e) => {

@@ -10,9 +10,10 @@
  *  - sessions: graph build + cold and warm RuntimeHost.createSession of a component's graph (no run).
  *  - profile: onnxruntime's profiler over a component's warm-up and one run; returns the op-type totals of that run.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import * as ort from "onnxruntime-node";
 import { CLIPTextModel } from "../src/models/clip/index.js";
 import { UNet2DConditionModel } from "../src/models/unet/index.js";
@@ -380,7 +381,9 @@ export async function measure(o: MeasureOptions): Promise<Measurement> {
     let profileDir: string | undefined;
     if (o.mode === "profile") {
       if (o.component === "pipeline") throw new Error("--profile is for one component (unet, vae, text)");
-      profileDir = mkdtempSync(join(o.modelDir, "..", "profile-"));
+      const results = fileURLToPath(new URL("./results/", import.meta.url));
+      mkdirSync(results, { recursive: true });
+      profileDir = mkdtempSync(join(results, `profile-${o.component}-`));
       ro.enableProfiling = true;
       ro.profileFilePrefix = join(profileDir, o.component);
     }
@@ -411,8 +414,7 @@ export async function measure(o: MeasureOptions): Promise<Measurement> {
       await host.close(); // ends the sessions: onnxruntime writes the trace
       const file = readdirSync(profileDir).find((f) => f.endsWith(".json"));
       if (!file) throw new Error(`no profile written into ${profileDir}`);
-      profile = summariseProfile(join(profileDir, file));
-      rmSync(profileDir, { recursive: true, force: true });
+      profile = summariseProfile(join(profileDir, file)); // the trace stays there (chrome://tracing, perfetto)
     }
     let pipeline_breakdown: Measurement["pipeline_breakdown"];
     if (target.stepTimes?.length) {
