@@ -54,7 +54,9 @@ export class WorkerBackend implements SessionBackend {
     model: Uint8Array,
     options: InferenceSession.SessionOptions,
   ): Promise<SessionInfo> {
-    const bytes = model.slice();
+    // A real copy: Buffer#slice (protobufjs returns Buffers in Node) is a view, and transferring its ArrayBuffer
+    // would detach the caller's bytes (and any pooled Buffer sharing it).
+    const bytes = new Uint8Array(model);
     return (await this.channel.call({ op: "create", name, model: bytes, options }, [
       bytes.buffer,
     ])) as SessionInfo;
@@ -68,7 +70,7 @@ export class WorkerBackend implements SessionBackend {
     const transfer = new Set<ArrayBuffer>();
     const sent: Record<string, HostTensor> = {};
     for (const [name, t] of Object.entries(feeds)) {
-      const data = opts.transferInputs && isWholeArrayBuffer(t.data) ? t.data : t.data.slice();
+      const data = opts.transferInputs && isWholeArrayBuffer(t.data) ? t.data : copyOf(t.data);
       transfer.add(data.buffer as ArrayBuffer);
       sent[name] = { type: t.type, dims: [...t.dims], data };
     }
@@ -136,4 +138,9 @@ export class InProcessBackend implements SessionBackend {
     this.lost ??= reason;
     await this.table.releaseAll();
   }
+}
+
+/** A copy with its own ArrayBuffer (TypedArray#slice copies, but a Node Buffer's slice is a view). */
+function copyOf(data: HostTensor["data"]): HostTensor["data"] {
+  return data instanceof Uint8Array ? new Uint8Array(data) : data.slice();
 }
