@@ -10,8 +10,8 @@ import { Conv2d, GroupNorm } from "../../onnx/nn.js";
 import * as op from "../../onnx/ops.js";
 import type { Scope } from "../../onnx/params.js";
 import type { AttentionGraphOptions } from "../attention_processor.js";
-import { type ActivationName, Downsample2D, ResnetBlock2D } from "../resnet.js";
-import { UNetMidBlock2D } from "./mid_block.js";
+import { type ActivationName, Downsample2D, type ResnetBlock2D } from "../resnet.js";
+import { UNetMidBlock2D, vaeResnets } from "./mid_block.js";
 
 export interface DownEncoderBlock2DOptions {
   inChannels: number;
@@ -34,19 +34,7 @@ export class DownEncoderBlock2D {
     readonly scope: Scope,
     o: DownEncoderBlock2DOptions,
   ) {
-    for (let i = 0; i < (o.numLayers ?? 1); i++) {
-      this.resnets.push(
-        new ResnetBlock2D(scope.pp("resnets").pp(i), {
-          inChannels: i === 0 ? o.inChannels : o.outChannels,
-          outChannels: o.outChannels,
-          tembChannels: null,
-          eps: o.resnetEps ?? 1e-6,
-          groups: o.resnetGroups ?? 32,
-          nonLinearity: o.resnetActFn ?? "silu",
-          outputScaleFactor: o.outputScaleFactor ?? 1,
-        }),
-      );
-    }
+    this.resnets.push(...vaeResnets(scope, o));
     if (o.addDownsample ?? true) {
       this.downsamplers.push(
         new Downsample2D(scope.pp("downsamplers").pp(0), o.outChannels, {

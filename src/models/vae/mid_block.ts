@@ -85,3 +85,31 @@ export class UNetMidBlock2D {
     return h;
   }
 }
+
+/** The `resnets` of a VAE block (DownEncoderBlock2D / UpDecoderBlock2D): ResnetBlock2D without time embedding. */
+export function vaeResnets(
+  scope: Scope,
+  o: {
+    inChannels: number;
+    outChannels: number;
+    numLayers?: number;
+    resnetEps?: number;
+    resnetActFn?: ActivationName;
+    resnetGroups?: number;
+    outputScaleFactor?: number;
+  },
+): ResnetBlock2D[] {
+  return Array.from(
+    { length: o.numLayers ?? 1 },
+    (_, i) =>
+      new ResnetBlock2D(scope.pp("resnets").pp(i), {
+        inChannels: i === 0 ? o.inChannels : o.outChannels,
+        outChannels: o.outChannels,
+        tembChannels: null,
+        eps: o.resnetEps ?? 1e-6,
+        groups: o.resnetGroups ?? 32,
+        nonLinearity: o.resnetActFn ?? "silu",
+        outputScaleFactor: o.outputScaleFactor ?? 1,
+      }),
+  );
+}
