@@ -8,9 +8,8 @@
  * numpy's float32 log and stay float32), and every elementwise op a float32 op: both are reproduced with
  * Math.fround after each operation.
  */
-import { NOISE_SCHEDULE_DEFAULTS, noiseSchedule } from "./beta_schedules.js";
+import { NOISE_SCHEDULE_DEFAULTS } from "./beta_schedules.js";
 import {
-  addNoiseBySolverSigma,
   alphaSigmaAt,
   dataPrediction,
   lambdaOf,
@@ -27,9 +26,9 @@ import {
   checkNumInferenceSteps,
   configInt,
   configOneOf,
-  mergeConfig,
   stepIndexFor,
 } from "./scheduler_utils.js";
+import { SolverSchedulerBase } from "./solver_scheduler_base.js";
 import { TIMESTEP_SPACINGS } from "./timestep_spacing.js";
 import { f32 as f, thresholdSample } from "./torch_numerics.js";
 
@@ -58,44 +57,18 @@ export interface DEISMultistepStepOptions extends SchedulerStepOptions {
   batchSize?: number;
 }
 
-export class DEISMultistepScheduler implements Scheduler {
-  readonly order = 1;
-  readonly initNoiseSigma = 1.0;
-  readonly betas: Float32Array;
-  readonly alphas: Float32Array;
-  readonly alphasCumprod: Float32Array;
-  timesteps: number[];
-  sigmas: Float32Array = new Float32Array(0);
-  numInferenceSteps: number | undefined = undefined;
-
-  private readonly cfg: DEISMultistepConfig;
-  private readonly p: ReturnType<typeof parseConfig>;
-  private modelOutputs: (Float32Array | null)[];
+export class DEISMultistepScheduler
+  extends SolverSchedulerBase<DEISMultistepConfig, ReturnType<typeof parseConfig>>
+  implements Scheduler
+{
   private lowerOrderNums = 0;
-  private stepIdx: number | undefined = undefined;
 
   static fromConfig(config?: SchedulerConfig): DEISMultistepScheduler {
     return new DEISMultistepScheduler(config);
   }
 
   constructor(config?: SchedulerConfig) {
-    const cfg = mergeConfig({ ...DEIS_MULTISTEP_DEFAULT_CONFIG }, config);
-    const numTrain = configInt(NAME, "num_train_timesteps", cfg.num_train_timesteps, 1);
-    const tables = noiseSchedule(NAME, cfg, numTrain);
-    ({ betas: this.betas, alphas: this.alphas, alphasCumprod: this.alphasCumprod } = tables);
-    this.p = parseConfig(cfg, numTrain);
-    this.cfg = cfg;
-    this.timesteps = Array.from({ length: numTrain }, (_, i) => numTrain - 1 - i);
-    this.modelOutputs = new Array(this.p.order).fill(null);
-  }
-
-  get config(): Readonly<DEISMultistepConfig> {
-    return this.cfg;
-  }
-
-  /** Index of the next step (diffusers `step_index`); undefined until the first step. */
-  get stepIndex(): number | undefined {
-    return this.stepIdx;
+    super(NAME, DEIS_MULTISTEP_DEFAULT_CONFIG, config, parseConfig);
   }
 
   setTimesteps(numInferenceSteps: number): void {
@@ -107,10 +80,6 @@ export class DEISMultistepScheduler implements Scheduler {
     this.modelOutputs = new Array(p.order).fill(null);
     this.lowerOrderNums = 0;
     this.stepIdx = undefined;
-  }
-
-  scaleModelInput(sample: Float32Array, _timestep?: number): Float32Array {
-    return sample;
   }
 
   step(
@@ -147,11 +116,6 @@ export class DEISMultistepScheduler implements Scheduler {
     if (this.lowerOrderNums < p.order) this.lowerOrderNums++;
     this.stepIdx = idx + 1;
     return { prevSample: prev };
-  }
-
-  addNoise(originalSamples: Float32Array, noise: Float32Array, timesteps: readonly number[]): Float32Array {
-    const { sigmas, numInferenceSteps: n, timesteps: schedule } = this;
-    return addNoiseBySolverSigma(NAME, sigmas, n, schedule, originalSamples, noise, timesteps);
   }
 
   /** x0 from the model output (thresholded if configured), then DEIS' epsilon = (x - alpha_t x0) / sigma_t. */

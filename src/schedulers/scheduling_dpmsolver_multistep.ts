@@ -12,9 +12,8 @@
  * The SDE variants draw `randn(sample.length)` every step: from `options.generator`, else from torch's global
  * generator (`defaultGenerator`), as diffusers does.
  */
-import { NOISE_SCHEDULE_DEFAULTS, noiseSchedule } from "./beta_schedules.js";
+import { NOISE_SCHEDULE_DEFAULTS } from "./beta_schedules.js";
 import {
-  addNoiseBySolverSigma,
   alphaSigmaAt,
   clippedCount,
   dataPrediction,
@@ -36,10 +35,10 @@ import {
   configBool,
   configInt,
   configOneOf,
-  mergeConfig,
   stepIndexFor,
   stepNoise,
 } from "./scheduler_utils.js";
+import { SolverSchedulerBase } from "./solver_scheduler_base.js";
 import { TIMESTEP_SPACINGS } from "./timestep_spacing.js";
 import { f32 as f, thresholdSample } from "./torch_numerics.js";
 
@@ -74,47 +73,22 @@ export interface DPMSolverMultistepStepOptions extends SchedulerStepOptions {
 
 const ALGORITHMS = ["dpmsolver", "dpmsolver++", "sde-dpmsolver", "sde-dpmsolver++"] as const;
 
-export class DPMSolverMultistepScheduler implements Scheduler {
-  readonly order = 1;
-  readonly initNoiseSigma = 1.0;
-  readonly betas: Float32Array;
-  readonly alphas: Float32Array;
-  readonly alphasCumprod: Float32Array;
+export class DPMSolverMultistepScheduler
+  extends SolverSchedulerBase<DPMSolverMultistepConfig, ReturnType<typeof parseConfig>>
+  implements Scheduler
+{
   /** log(sqrt(alphas_cumprod)) - log(sqrt(1 - alphas_cumprod)) in float32, as diffusers' lambda_t. */
   readonly lambdaT: Float32Array;
-  timesteps: number[];
-  sigmas: Float32Array = new Float32Array(0);
-  numInferenceSteps: number | undefined = undefined;
 
-  private cfg: DPMSolverMultistepConfig;
-  private readonly p: ReturnType<typeof parseConfig>;
-  private modelOutputs: (Float32Array | null)[];
   private lowerOrderNums = 0;
-  private stepIdx: number | undefined = undefined;
 
   static fromConfig(config?: SchedulerConfig): DPMSolverMultistepScheduler {
     return new DPMSolverMultistepScheduler(config);
   }
 
   constructor(config?: SchedulerConfig) {
-    const cfg = mergeConfig({ ...DPMSOLVER_MULTISTEP_DEFAULT_CONFIG }, config);
-    const numTrain = configInt(NAME, "num_train_timesteps", cfg.num_train_timesteps, 1);
-    const tables = noiseSchedule(NAME, cfg, numTrain);
-    ({ betas: this.betas, alphas: this.alphas, alphasCumprod: this.alphasCumprod } = tables);
-    this.lambdaT = lambdaTable(tables.alphasCumprod);
-    this.p = parseConfig(cfg, numTrain);
-    this.cfg = cfg;
-    this.timesteps = Array.from({ length: numTrain }, (_, i) => numTrain - 1 - i);
-    this.modelOutputs = new Array(this.p.order).fill(null);
-  }
-
-  get config(): Readonly<DPMSolverMultistepConfig> {
-    return this.cfg;
-  }
-
-  /** Index of the next step (diffusers `step_index`); undefined until the first step. */
-  get stepIndex(): number | undefined {
-    return this.stepIdx;
+    super(NAME, DPMSOLVER_MULTISTEP_DEFAULT_CONFIG, config, parseConfig);
+    this.lambdaT = lambdaTable(this.alphasCumprod);
   }
 
   setTimesteps(numInferenceSteps: number): void {
@@ -127,10 +101,6 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     this.modelOutputs = new Array(p.order).fill(null);
     this.lowerOrderNums = 0;
     this.stepIdx = undefined;
-  }
-
-  scaleModelInput(sample: Float32Array, _timestep?: number): Float32Array {
-    return sample;
   }
 
   step(
@@ -169,11 +139,6 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     if (this.lowerOrderNums < p.order) this.lowerOrderNums++;
     this.stepIdx = idx + 1;
     return { prevSample: prev };
-  }
-
-  addNoise(originalSamples: Float32Array, noise: Float32Array, timesteps: readonly number[]): Float32Array {
-    const { sigmas, numInferenceSteps: n, timesteps: schedule } = this;
-    return addNoiseBySolverSigma(NAME, sigmas, n, schedule, originalSamples, noise, timesteps);
   }
 
   private convertModelOutput(modelOutput: Float32Array, sample: Float32Array, batch: number): Float32Array {

@@ -12,9 +12,8 @@
  * sigmas; every per-step scalar is a float32 0-dim tensor and every elementwise op a float32 op in diffusers,
  * reproduced with Math.fround after each operation.
  */
-import { NOISE_SCHEDULE_DEFAULTS, noiseSchedule } from "./beta_schedules.js";
+import { NOISE_SCHEDULE_DEFAULTS } from "./beta_schedules.js";
 import {
-  addNoiseBySolverSigma,
   alphaSigmaAt,
   clippedCount,
   dataPrediction,
@@ -33,12 +32,11 @@ import {
   batchSizeOf,
   checkFinite,
   checkNumInferenceSteps,
-  configInt,
   configOneOf,
-  mergeConfig,
   SchedulerConfigError,
   stepIndexFor,
 } from "./scheduler_utils.js";
+import { SolverSchedulerBase } from "./solver_scheduler_base.js";
 import { f32 as f, thresholdSample } from "./torch_numerics.js";
 
 const NAME = "DPMSolverSinglestepScheduler";
@@ -66,50 +64,25 @@ export interface DPMSolverSinglestepStepOptions extends SchedulerStepOptions {
   batchSize?: number;
 }
 
-export class DPMSolverSinglestepScheduler implements Scheduler {
-  readonly order = 1;
-  readonly initNoiseSigma = 1.0;
-  readonly betas: Float32Array;
-  readonly alphas: Float32Array;
-  readonly alphasCumprod: Float32Array;
+export class DPMSolverSinglestepScheduler
+  extends SolverSchedulerBase<DPMSolverSinglestepConfig, ReturnType<typeof parseConfig>>
+  implements Scheduler
+{
   /** log(sqrt(alphas_cumprod)) - log(sqrt(1 - alphas_cumprod)) in float32, as diffusers' lambda_t. */
   readonly lambdaT: Float32Array;
-  timesteps: number[];
-  sigmas: Float32Array = new Float32Array(0);
-  numInferenceSteps: number | undefined = undefined;
   /** The order of each step (diffusers `order_list`). */
   orderList: number[];
 
-  private cfg: DPMSolverSinglestepConfig;
-  private readonly p: ReturnType<typeof parseConfig>;
-  private modelOutputs: (Float32Array | null)[];
   private savedSample: Float32Array | null = null;
-  private stepIdx: number | undefined = undefined;
 
   static fromConfig(config?: SchedulerConfig): DPMSolverSinglestepScheduler {
     return new DPMSolverSinglestepScheduler(config);
   }
 
   constructor(config?: SchedulerConfig) {
-    const cfg = mergeConfig({ ...DPMSOLVER_SINGLESTEP_DEFAULT_CONFIG }, config);
-    const numTrain = configInt(NAME, "num_train_timesteps", cfg.num_train_timesteps, 1);
-    const tables = noiseSchedule(NAME, cfg, numTrain);
-    ({ betas: this.betas, alphas: this.alphas, alphasCumprod: this.alphasCumprod } = tables);
-    this.lambdaT = lambdaTable(tables.alphasCumprod);
-    this.p = parseConfig(cfg, numTrain);
-    this.cfg = cfg;
-    this.timesteps = Array.from({ length: numTrain }, (_, i) => numTrain - 1 - i);
-    this.modelOutputs = new Array(this.p.order).fill(null);
-    this.orderList = this.getOrderList(numTrain);
-  }
-
-  get config(): Readonly<DPMSolverSinglestepConfig> {
-    return this.cfg;
-  }
-
-  /** Index of the next step (diffusers `step_index`); undefined until the first step. */
-  get stepIndex(): number | undefined {
-    return this.stepIdx;
+    super(NAME, DPMSOLVER_SINGLESTEP_DEFAULT_CONFIG, config, parseConfig);
+    this.lambdaT = lambdaTable(this.alphasCumprod);
+    this.orderList = this.getOrderList(this.p.numTrain);
   }
 
   /** diffusers `get_order_list`: the solver order of each of `steps` steps. */
@@ -149,10 +122,6 @@ export class DPMSolverSinglestepScheduler implements Scheduler {
     this.stepIdx = undefined;
   }
 
-  scaleModelInput(sample: Float32Array, _timestep?: number): Float32Array {
-    return sample;
-  }
-
   step(
     modelOutput: Float32Array,
     timestep: number,
@@ -179,11 +148,6 @@ export class DPMSolverSinglestepScheduler implements Scheduler {
     else prev = this.thirdOrderUpdate(x);
     this.stepIdx = idx + 1;
     return { prevSample: prev };
-  }
-
-  addNoise(originalSamples: Float32Array, noise: Float32Array, timesteps: readonly number[]): Float32Array {
-    const { sigmas, numInferenceSteps: n, timesteps: schedule } = this;
-    return addNoiseBySolverSigma(NAME, sigmas, n, schedule, originalSamples, noise, timesteps);
   }
 
   private convertModelOutput(modelOutput: Float32Array, sample: Float32Array, batch: number): Float32Array {

@@ -10,9 +10,8 @@
  * linear solve) is a float32 tensor in diffusers and every elementwise op a float32 op: both are reproduced
  * with Math.fround after each operation.
  */
-import { NOISE_SCHEDULE_DEFAULTS, noiseSchedule } from "./beta_schedules.js";
+import { NOISE_SCHEDULE_DEFAULTS } from "./beta_schedules.js";
 import {
-  addNoiseBySolverSigma,
   alphaSigmaAt,
   dataPrediction,
   lambdaOf,
@@ -30,10 +29,10 @@ import {
   configBool,
   configInt,
   configOneOf,
-  mergeConfig,
   SchedulerConfigError,
   stepIndexFor,
 } from "./scheduler_utils.js";
+import { SolverSchedulerBase } from "./solver_scheduler_base.js";
 import { TIMESTEP_SPACINGS } from "./timestep_spacing.js";
 import { f32 as f, thresholdSample } from "./torch_numerics.js";
 
@@ -74,46 +73,20 @@ interface BhCoefficients {
   b: number[];
 }
 
-export class UniPCMultistepScheduler implements Scheduler {
-  readonly order = 1;
-  readonly initNoiseSigma = 1.0;
-  readonly betas: Float32Array;
-  readonly alphas: Float32Array;
-  readonly alphasCumprod: Float32Array;
-  timesteps: number[];
-  sigmas: Float32Array = new Float32Array(0);
-  numInferenceSteps: number | undefined = undefined;
-
-  private readonly cfg: UniPCMultistepConfig;
-  private readonly p: ReturnType<typeof parseConfig>;
-  private modelOutputs: (Float32Array | null)[];
+export class UniPCMultistepScheduler
+  extends SolverSchedulerBase<UniPCMultistepConfig, ReturnType<typeof parseConfig>>
+  implements Scheduler
+{
   private lowerOrderNums = 0;
   private lastSample: Float32Array | null = null;
   private thisOrder = 1;
-  private stepIdx: number | undefined = undefined;
 
   static fromConfig(config?: SchedulerConfig): UniPCMultistepScheduler {
     return new UniPCMultistepScheduler(config);
   }
 
   constructor(config?: SchedulerConfig) {
-    const cfg = mergeConfig({ ...UNIPC_MULTISTEP_DEFAULT_CONFIG }, config);
-    const numTrain = configInt(NAME, "num_train_timesteps", cfg.num_train_timesteps, 1);
-    const tables = noiseSchedule(NAME, cfg, numTrain);
-    ({ betas: this.betas, alphas: this.alphas, alphasCumprod: this.alphasCumprod } = tables);
-    this.p = parseConfig(cfg, numTrain);
-    this.cfg = cfg;
-    this.timesteps = Array.from({ length: numTrain }, (_, i) => numTrain - 1 - i);
-    this.modelOutputs = new Array(this.p.order).fill(null);
-  }
-
-  get config(): Readonly<UniPCMultistepConfig> {
-    return this.cfg;
-  }
-
-  /** Index of the next step (diffusers `step_index`); undefined until the first step. */
-  get stepIndex(): number | undefined {
-    return this.stepIdx;
+    super(NAME, UNIPC_MULTISTEP_DEFAULT_CONFIG, config, parseConfig);
   }
 
   setTimesteps(numInferenceSteps: number): void {
@@ -126,10 +99,6 @@ export class UniPCMultistepScheduler implements Scheduler {
     this.lowerOrderNums = 0;
     this.lastSample = null;
     this.stepIdx = undefined;
-  }
-
-  scaleModelInput(sample: Float32Array, _timestep?: number): Float32Array {
-    return sample;
   }
 
   step(
@@ -162,11 +131,6 @@ export class UniPCMultistepScheduler implements Scheduler {
     if (this.lowerOrderNums < p.order) this.lowerOrderNums++;
     this.stepIdx = idx + 1;
     return { prevSample: prev };
-  }
-
-  addNoise(originalSamples: Float32Array, noise: Float32Array, timesteps: readonly number[]): Float32Array {
-    const { sigmas, numInferenceSteps: n, timesteps: schedule } = this;
-    return addNoiseBySolverSigma(NAME, sigmas, n, schedule, originalSamples, noise, timesteps);
   }
 
   private lambdaAt(i: number): number {
