@@ -11,22 +11,19 @@ import { NOISE_SCHEDULE_DEFAULTS } from "./beta_schedules.js";
 import {
   addNoiseBySigma,
   initialSchedule,
-  initNoiseSigmaOf,
   predictOriginalSample,
   scaleBySigma,
   sigmaSchedule,
-  sigmaTables,
 } from "./k_diffusion_common.js";
 import type { Scheduler, SchedulerConfig, SchedulerOutput, SchedulerStepOptions } from "./scheduler_utils.js";
 import {
   checkModelOutput,
   checkNumInferenceSteps,
-  mergeConfig,
   parseScheduleConfig,
-  stepIndexFor,
   stepNoise,
   uniqueIndexOf,
 } from "./scheduler_utils.js";
+import { SigmaSchedulerBase } from "./sigma_scheduler_base.js";
 import type { TimestepSpacing } from "./timestep_spacing.js";
 import { f32 } from "./torch_numerics.js";
 
@@ -49,45 +46,28 @@ export interface EulerAncestralDiscreteSchedulerOutput extends SchedulerOutput {
   predOriginalSample: Float32Array;
 }
 
-export class EulerAncestralDiscreteScheduler implements Scheduler {
-  readonly config: Readonly<EulerAncestralDiscreteConfig>;
+export class EulerAncestralDiscreteScheduler
+  extends SigmaSchedulerBase<
+    EulerAncestralDiscreteConfig,
+    ReturnType<typeof parseScheduleConfig<EulerAncestralPredictionType>>
+  >
+  implements Scheduler
+{
+  // sigmas: one float32 inference sigma per timestep plus the final 0; timesteps: float32 values.
   readonly order = 1;
-  readonly betas: Float32Array;
-  readonly alphas: Float32Array;
-  readonly alphasCumprod: Float32Array;
-  /** Inference sigmas (float32), one per timestep plus the final 0; the full training table until setTimesteps. */
-  sigmas: Float32Array;
-  /** float32 values, as diffusers' `scheduler.timesteps`. */
-  timesteps: number[];
-  numInferenceSteps: number | undefined = undefined;
-
-  private readonly p: ReturnType<typeof parseScheduleConfig<EulerAncestralPredictionType>>;
-  private readonly tables: ReturnType<typeof sigmaTables>;
-  private stepIndexValue: number | undefined = undefined;
 
   static fromConfig(config?: SchedulerConfig): EulerAncestralDiscreteScheduler {
     return new EulerAncestralDiscreteScheduler(config);
   }
 
   constructor(config?: SchedulerConfig) {
-    const cfg = mergeConfig(EULER_ANCESTRAL_DISCRETE_DEFAULT_CONFIG, config) as EulerAncestralDiscreteConfig;
-    this.config = Object.freeze({ ...cfg });
-    this.p = parseScheduleConfig(NAME, cfg, ["epsilon", "v_prediction"] as const);
-    this.tables = sigmaTables(NAME, cfg, this.p.numTrain);
-    ({ betas: this.betas, alphas: this.alphas, alphasCumprod: this.alphasCumprod } = this.tables);
+    super(NAME, EULER_ANCESTRAL_DISCRETE_DEFAULT_CONFIG, config, (cfg) =>
+      parseScheduleConfig(NAME, cfg, ["epsilon", "v_prediction"] as const),
+    );
     ({ sigmas: this.sigmas, timesteps: this.timesteps } = initialSchedule(this.tables));
   }
 
-  /** diffusers `init_noise_sigma`: max sigma (linspace / trailing) or sqrt(max^2 + 1) (leading), float32. */
-  get initNoiseSigma(): number {
-    return initNoiseSigmaOf(this.sigmas, this.p.spacing);
-  }
-
   /** Index into `sigmas` of the next step (undefined until the first scaleModelInput / step). */
-  get stepIndex(): number | undefined {
-    return this.stepIndexValue;
-  }
-
   setTimesteps(numInferenceSteps: number): void {
     checkNumInferenceSteps(NAME, numInferenceSteps, this.p.numTrain);
     const { timesteps, sigmas } = sigmaSchedule(this.p, numInferenceSteps, this.tables);
@@ -95,12 +75,6 @@ export class EulerAncestralDiscreteScheduler implements Scheduler {
     this.timesteps = timesteps;
     this.numInferenceSteps = numInferenceSteps;
     this.stepIndexValue = undefined;
-  }
-
-  private ensureStepIndex(timestep: number, caller: string): number {
-    const ready = this.numInferenceSteps !== undefined;
-    this.stepIndexValue = stepIndexFor(NAME, caller, this.timesteps, this.stepIndexValue, timestep, ready);
-    return this.stepIndexValue;
   }
 
   /** sample / sqrt(sigma^2 + 1), float32. */

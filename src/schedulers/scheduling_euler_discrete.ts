@@ -17,11 +17,9 @@ import { NOISE_SCHEDULE_DEFAULTS } from "./beta_schedules.js";
 import {
   addNoiseBySigma,
   initialSchedule,
-  initNoiseSigmaOf,
   predictOriginalSample,
   scaleBySigma,
   sigmaSchedule,
-  sigmaTables,
 } from "./k_diffusion_common.js";
 import { npLogF32 } from "./numpy_numerics.js";
 import type { Scheduler, SchedulerConfig, SchedulerOutput, SchedulerStepOptions } from "./scheduler_utils.js";
@@ -30,12 +28,11 @@ import {
   checkNumInferenceSteps,
   configBool,
   configOneOf,
-  mergeConfig,
   parseScheduleConfig,
-  stepIndexFor,
   stepNoise,
   uniqueIndexOf,
 } from "./scheduler_utils.js";
+import { SigmaSchedulerBase } from "./sigma_scheduler_base.js";
 import type { TimestepSpacing } from "./timestep_spacing.js";
 import { f32, torchExpF32, torchLinspaceF32 } from "./torch_numerics.js";
 
@@ -86,45 +83,24 @@ function parseConfig(cfg: EulerDiscreteConfig) {
   };
 }
 
-export class EulerDiscreteScheduler implements Scheduler {
-  readonly config: Readonly<EulerDiscreteConfig>;
+export class EulerDiscreteScheduler
+  extends SigmaSchedulerBase<EulerDiscreteConfig, ReturnType<typeof parseConfig>>
+  implements Scheduler
+{
+  // sigmas: one float32 inference sigma per timestep plus the final 0; timesteps: float32 values (float64 with
+  // use_karras_sigmas), as diffusers' `scheduler.timesteps`.
   readonly order = 1;
-  readonly betas: Float32Array;
-  readonly alphas: Float32Array;
-  readonly alphasCumprod: Float32Array;
-  /** Inference sigmas (float32), one per timestep plus the final 0; the full training table until setTimesteps. */
-  sigmas: Float32Array;
-  /** float32 values (float64 with use_karras_sigmas), as diffusers' `scheduler.timesteps`. */
-  timesteps: number[];
-  numInferenceSteps: number | undefined = undefined;
-
-  private readonly p: ReturnType<typeof parseConfig>;
-  private readonly tables: ReturnType<typeof sigmaTables>;
-  private stepIndexValue: number | undefined = undefined;
 
   static fromConfig(config?: SchedulerConfig): EulerDiscreteScheduler {
     return new EulerDiscreteScheduler(config);
   }
 
   constructor(config?: SchedulerConfig) {
-    const cfg = mergeConfig(EULER_DISCRETE_DEFAULT_CONFIG, config) as EulerDiscreteConfig;
-    this.config = Object.freeze({ ...cfg });
-    this.p = parseConfig(cfg);
-    this.tables = sigmaTables(NAME, cfg, this.p.numTrain);
-    ({ betas: this.betas, alphas: this.alphas, alphasCumprod: this.alphasCumprod } = this.tables);
+    super(NAME, EULER_DISCRETE_DEFAULT_CONFIG, config, parseConfig);
     ({ sigmas: this.sigmas, timesteps: this.timesteps } = initialSchedule(this.tables));
   }
 
-  /** diffusers `init_noise_sigma`: max sigma (linspace / trailing) or sqrt(max^2 + 1) (leading), float32. */
-  get initNoiseSigma(): number {
-    return initNoiseSigmaOf(this.sigmas, this.p.spacing);
-  }
-
   /** Index into `sigmas` of the next step (undefined until the first scaleModelInput / step). */
-  get stepIndex(): number | undefined {
-    return this.stepIndexValue;
-  }
-
   setTimesteps(numInferenceSteps: number): void {
     checkNumInferenceSteps(NAME, numInferenceSteps, this.p.numTrain);
     const n = numInferenceSteps;
@@ -141,12 +117,6 @@ export class EulerDiscreteScheduler implements Scheduler {
     this.timesteps = timesteps;
     this.numInferenceSteps = n;
     this.stepIndexValue = undefined;
-  }
-
-  private ensureStepIndex(timestep: number, caller: string): number {
-    const ready = this.numInferenceSteps !== undefined;
-    this.stepIndexValue = stepIndexFor(NAME, caller, this.timesteps, this.stepIndexValue, timestep, ready);
-    return this.stepIndexValue;
   }
 
   /** sample / sqrt(sigma^2 + 1), float32. */

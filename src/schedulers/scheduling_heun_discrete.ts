@@ -12,11 +12,9 @@ import { NOISE_SCHEDULE_DEFAULTS } from "./beta_schedules.js";
 import {
   addNoiseBySigma,
   indexForTimestep,
-  initNoiseSigmaOf,
   predictOriginalSample,
   scaleBySigma,
   sigmaSchedule,
-  sigmaTables,
 } from "./k_diffusion_common.js";
 import type { Scheduler, SchedulerConfig, SchedulerOutput, SchedulerStepOptions } from "./scheduler_utils.js";
 import {
@@ -24,14 +22,15 @@ import {
   checkNumInferenceSteps,
   configBool,
   configFinite,
-  mergeConfig,
   parseScheduleConfig,
-  stepIndexFor,
 } from "./scheduler_utils.js";
+import { SigmaSchedulerBase } from "./sigma_scheduler_base.js";
 import type { TimestepSpacing } from "./timestep_spacing.js";
 import { f32 } from "./torch_numerics.js";
 
 const NAME = "HeunDiscreteScheduler";
+/** Heun also accepts the "exp" beta schedule. */
+const HEUN_SCHEDULES = ["linear", "scaled_linear", "squaredcos_cap_v2", "exp"] as const;
 
 export type HeunPredictionType = "epsilon" | "v_prediction" | "sample";
 export type HeunTimestepSpacing = TimestepSpacing;
@@ -60,21 +59,14 @@ function parseConfig(cfg: HeunDiscreteConfig) {
   };
 }
 
-export class HeunDiscreteScheduler implements Scheduler {
-  readonly config: Readonly<HeunDiscreteConfig>;
+export class HeunDiscreteScheduler
+  extends SigmaSchedulerBase<HeunDiscreteConfig, ReturnType<typeof parseConfig>>
+  implements Scheduler
+{
+  // sigmas: 2n float32 entries [s0, s1, s1, ..., s(n-1), s(n-1), 0]; timesteps: 2n-1 entries [t0, t1, t1, ...]
+  // (float32 values, float64 with use_karras_sigmas).
   readonly order = 2;
-  readonly betas: Float32Array;
-  readonly alphas: Float32Array;
-  readonly alphasCumprod: Float32Array;
-  /** float32, 2n entries: [s0, s1, s1, ..., s(n-1), s(n-1), 0]. */
-  sigmas: Float32Array = new Float32Array(0);
-  /** 2n-1 entries [t0, t1, t1, ...]: float32 values (float64 with use_karras_sigmas). */
-  timesteps: number[] = [];
-  numInferenceSteps: number | undefined = undefined;
 
-  private readonly p: ReturnType<typeof parseConfig>;
-  private readonly tables: ReturnType<typeof sigmaTables>;
-  private stepIndexValue: number | undefined = undefined;
   private indexCounter = new Map<number, number>();
   private prevDerivative: Float32Array | null = null;
   private dt: number | null = null;
@@ -85,25 +77,10 @@ export class HeunDiscreteScheduler implements Scheduler {
   }
 
   constructor(config?: SchedulerConfig) {
-    const cfg = mergeConfig(HEUN_DISCRETE_DEFAULT_CONFIG, config) as HeunDiscreteConfig;
-    this.config = Object.freeze({ ...cfg });
-    this.p = parseConfig(cfg);
-    const schedules = ["linear", "scaled_linear", "squaredcos_cap_v2", "exp"] as const;
-    this.tables = sigmaTables(NAME, cfg, this.p.numTrain, { schedules });
-    ({ betas: this.betas, alphas: this.alphas, alphasCumprod: this.alphasCumprod } = this.tables);
+    super(NAME, HEUN_DISCRETE_DEFAULT_CONFIG, config, parseConfig, { schedules: HEUN_SCHEDULES });
     // diffusers' __init__ calls set_timesteps(num_train_timesteps); numInferenceSteps stays unset here so that
     // step() before setTimesteps() is reported
     this.buildSchedule(this.p.numTrain);
-  }
-
-  /** diffusers `init_noise_sigma`: max sigma (linspace / trailing) or sqrt(max^2 + 1) (leading), float32. */
-  get initNoiseSigma(): number {
-    return initNoiseSigmaOf(this.sigmas, this.p.spacing);
-  }
-
-  /** Index into `timesteps` / `sigmas` of the next step (undefined until the first scaleModelInput / step). */
-  get stepIndex(): number | undefined {
-    return this.stepIndexValue;
   }
 
   /** True when the next step is the first (Euler) half of a Heun pair. */
@@ -133,12 +110,6 @@ export class HeunDiscreteScheduler implements Scheduler {
     this.storedSample = null;
     this.stepIndexValue = undefined;
     this.indexCounter = new Map();
-  }
-
-  private ensureStepIndex(timestep: number, caller: string): number {
-    const ready = this.numInferenceSteps !== undefined;
-    this.stepIndexValue = stepIndexFor(NAME, caller, this.timesteps, this.stepIndexValue, timestep, ready);
-    return this.stepIndexValue;
   }
 
   /** sample / sqrt(sigma^2 + 1), float32. */

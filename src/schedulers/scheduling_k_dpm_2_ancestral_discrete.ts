@@ -18,23 +18,20 @@ import { NOISE_SCHEDULE_DEFAULTS } from "./beta_schedules.js";
 import {
   addNoiseBySigma,
   indexForTimestep,
-  initNoiseSigmaOf,
   predictOriginalSample,
   repeatInner,
   scaleBySigma,
   sigmaSchedule,
-  sigmaTables,
 } from "./k_diffusion_common.js";
 import type { Scheduler, SchedulerConfig, SchedulerOutput, SchedulerStepOptions } from "./scheduler_utils.js";
 import {
   checkModelOutput,
   checkNumInferenceSteps,
   configBool,
-  mergeConfig,
   parseScheduleConfig,
-  stepIndexFor,
   stepNoise,
 } from "./scheduler_utils.js";
+import { SigmaSchedulerBase } from "./sigma_scheduler_base.js";
 import { sigmaToT, type TimestepSpacing } from "./timestep_spacing.js";
 import { f32, lerpHalfF32, rint, torchExpF32, torchLogF32 } from "./torch_numerics.js";
 
@@ -63,29 +60,22 @@ function parseConfig(cfg: KDPM2AncestralDiscreteConfig) {
   };
 }
 
-export class KDPM2AncestralDiscreteScheduler implements Scheduler {
-  readonly config: Readonly<KDPM2AncestralDiscreteConfig>;
+export class KDPM2AncestralDiscreteScheduler
+  extends SigmaSchedulerBase<KDPM2AncestralDiscreteConfig, ReturnType<typeof parseConfig>>
+  implements Scheduler
+{
+  // sigmas: 2n+2 float32 entries cat(s[:1], s[1:] twice each, s[-1:]) of s = [s0 .. s(n-1), 0]; timesteps: 2n-1
+  // entries [t0, ti0, t1, ...] with interpolated ti (float32 values).
   readonly order = 2;
-  readonly betas: Float32Array;
-  readonly alphas: Float32Array;
-  readonly alphasCumprod: Float32Array;
-  /** float32, 2n+2 entries: cat(s[:1], s[1:] twice each, s[-1:]) of s = [s0 .. s(n-1), 0]. */
-  sigmas: Float32Array = new Float32Array(0);
   /** float32 interpolated sigmas, same layout as `sigmas` (the last two base entries are 0). */
   sigmasInterpol: Float32Array = new Float32Array(0);
   /** float32 ancestral noise scales, same layout as `sigmas` (the last base entry is NaN, as in the reference). */
   sigmasUp: Float32Array = new Float32Array(0);
   /** float32 deterministic targets, same layout as `sigmas`. */
   sigmasDown: Float32Array = new Float32Array(0);
-  /** 2n-1 entries [t0, ti0, t1, ...]: float32 values (float64 with use_karras_sigmas). */
-  timesteps: number[] = [];
-  numInferenceSteps: number | undefined = undefined;
   /** log of the training sigmas (numpy float32 log), diffusers `log_sigmas`. */
   readonly logSigmas: Float32Array;
 
-  private readonly p: ReturnType<typeof parseConfig>;
-  private readonly tables: ReturnType<typeof sigmaTables>;
-  private stepIndexValue: number | undefined = undefined;
   private indexCounter = new Map<number, number>();
   private storedSample: Float32Array | null = null;
 
@@ -94,25 +84,11 @@ export class KDPM2AncestralDiscreteScheduler implements Scheduler {
   }
 
   constructor(config?: SchedulerConfig) {
-    const cfg = mergeConfig(KDPM2_ANCESTRAL_DISCRETE_DEFAULT_CONFIG, config) as KDPM2AncestralDiscreteConfig;
-    this.config = Object.freeze({ ...cfg });
-    this.p = parseConfig(cfg);
-    this.tables = sigmaTables(NAME, cfg, this.p.numTrain);
-    ({ betas: this.betas, alphas: this.alphas, alphasCumprod: this.alphasCumprod } = this.tables);
+    super(NAME, KDPM2_ANCESTRAL_DISCRETE_DEFAULT_CONFIG, config, parseConfig);
     this.logSigmas = this.tables.logSigmas;
     // diffusers' __init__ calls set_timesteps(num_train_timesteps); numInferenceSteps stays unset here so that
     // step() before setTimesteps() is reported
     this.buildSchedule(this.p.numTrain);
-  }
-
-  /** diffusers `init_noise_sigma`: max sigma (linspace / trailing) or sqrt(max^2 + 1) (leading), float32. */
-  get initNoiseSigma(): number {
-    return initNoiseSigmaOf(this.sigmas, this.p.spacing);
-  }
-
-  /** Index into `timesteps` of the next step (undefined until the first scaleModelInput / step). */
-  get stepIndex(): number | undefined {
-    return this.stepIndexValue;
   }
 
   /** True when the next step is the first half (to the interpolated sigma) of a pair. */
@@ -161,12 +137,6 @@ export class KDPM2AncestralDiscreteScheduler implements Scheduler {
     this.storedSample = null;
     this.stepIndexValue = undefined;
     this.indexCounter = new Map();
-  }
-
-  private ensureStepIndex(timestep: number, caller: string): number {
-    const ready = this.numInferenceSteps !== undefined;
-    this.stepIndexValue = stepIndexFor(NAME, caller, this.timesteps, this.stepIndexValue, timestep, ready);
-    return this.stepIndexValue;
   }
 
   /** sample / sqrt(sigma^2 + 1) with the interpolated sigma in the second half of a pair, float32. */
