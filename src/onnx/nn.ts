@@ -7,6 +7,7 @@ import type { Value } from "./graph_builder.js";
 import type { ModelBuilder } from "./model_builder.js";
 import * as op from "./ops.js";
 import type { Param, Scope } from "./params.js";
+import { int8Conv2d, int8Linear, quantizeConvWeight, quantizeLinearWeight } from "./quantize.js";
 
 export class Linear {
   readonly weight: Param;
@@ -20,8 +21,14 @@ export class Linear {
     this.weight = s.param("weight", [outFeatures, inFeatures]);
     this.bias = bias ? s.param("bias", [outFeatures]) : undefined;
   }
-  /** x @ Wᵀ + b, as MatMul(x, Transpose(W)) (the transpose is folded at session creation). */
+  /** x @ Wᵀ + b, as MatMul(x, Transpose(W)) (the transpose is folded at session creation); or int8. */
   forward(b: ModelBuilder, x: Value): Value {
+    if (b.usesInt8(this.weight.key)) {
+      const { w, scale } = b.int8Weight(this.weight, (v, qmax) =>
+        quantizeLinearWeight(v, this.outFeatures, this.inFeatures, qmax),
+      );
+      return int8Linear(x, w, scale, this.bias ? b.param(this.bias) : undefined);
+    }
     const y = op.matmul(x, op.transpose(b.param(this.weight), [1, 0]));
     return this.bias ? op.add(y, b.param(this.bias)) : y;
   }
@@ -41,6 +48,17 @@ export class Conv2d {
     this.bias = (opts.bias ?? true) ? s.param("bias", [outChannels]) : undefined;
   }
   forward(b: ModelBuilder, x: Value): Value {
+    const groups = this.opts.groups ?? 1;
+    if (groups === 1 && b.usesInt8(this.weight.key)) {
+      const { w, scale } = b.int8Weight(this.weight, (v, qmax) =>
+        quantizeConvWeight(v, this.outChannels, this.inChannels, this.kernel, qmax),
+      );
+      return int8Conv2d(x, w, scale, this.bias ? b.param(this.bias) : undefined, {
+        kernel: this.kernel,
+        stride: this.opts.stride ?? 1,
+        padding: this.opts.padding ?? 0,
+      });
+    }
     return op.conv(x, b.param(this.weight), this.bias ? b.param(this.bias) : undefined, {
       kernel: this.kernel,
       stride: this.opts.stride,

@@ -11,7 +11,16 @@ export type IValueInfoProto = onnxProto.onnx.IValueInfoProto;
 export const DataType = onnx.TensorProto.DataType;
 
 /** Element types used by sdx4 graphs. */
-export type ElemType = "float32" | "float16" | "bfloat16" | "int64" | "int32" | "bool" | "uint8" | "float64";
+export type ElemType =
+  | "float32"
+  | "float16"
+  | "bfloat16"
+  | "int64"
+  | "int32"
+  | "bool"
+  | "uint8"
+  | "int8"
+  | "float64";
 
 export const ELEM_TYPE_TO_ONNX: Record<ElemType, number> = {
   float32: DataType.FLOAT,
@@ -22,6 +31,7 @@ export const ELEM_TYPE_TO_ONNX: Record<ElemType, number> = {
   int32: DataType.INT32,
   bool: DataType.BOOL,
   uint8: DataType.UINT8,
+  int8: DataType.INT8,
 };
 
 /** safetensors dtype -> ONNX element type. */

@@ -19,6 +19,8 @@ export type WeightEntry =
       location: string;
       offset: number;
       length: number;
+      /** The open file, for reading values at build time (int8 weight quantization). */
+      file: SafetensorsFile;
     }
   | { kind: "inline"; key: string; dtype: "float32"; shape: number[]; data: Float32Array };
 
@@ -65,10 +67,18 @@ export class WeightSet {
           location: basename(real),
           offset: t.fileOffset,
           length: t.byteLength,
+          file: f,
         });
       }
     }
     return new WeightSet(entries, folder, label);
+  }
+
+  /** A weight's values as float32 (fp16 / bf16 converted exactly), read now. */
+  readFloat32(key: string): Float32Array {
+    const e = this.entries.get(key);
+    if (!e) throw new WeightError(`${this.label}: no weight "${key}"`);
+    return e.kind === "inline" ? e.data : e.file.getFloat32(key);
   }
 
   /** In-memory float32 weights (inlined into the graph). */
@@ -137,5 +147,9 @@ export class BoundWeights {
     const e = this.weights.entries.get(key);
     if (!e) throw new WeightError(`${this.weights.label}: no weight "${key}"`);
     return e;
+  }
+
+  readFloat32(key: string): Float32Array {
+    return this.weights.readFloat32(key);
   }
 }

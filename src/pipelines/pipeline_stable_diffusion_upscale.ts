@@ -20,6 +20,7 @@ import { CLIPTextModel } from "../models/clip/clip_text_model.js";
 import type { FreeUConfig } from "../models/unet/freeu.js";
 import { UNet2DConditionModel } from "../models/unet/unet_2d_condition.js";
 import { AutoencoderKL } from "../models/vae/autoencoder_kl.js";
+import { checkPrecision, type Precision } from "../onnx/quantize.js";
 import { defaultGenerator } from "../random/default_generator.js";
 import { Generator } from "../random/generator.js";
 import { randnTensor } from "../random/randn_tensor.js";
@@ -51,6 +52,11 @@ export interface FromPretrainedOptions extends Omit<ResolveOptions, "variant"> {
   threads?: number;
   /** Further session options. */
   runtimeOptions?: RuntimeOptions;
+  /**
+   * UNet precision: "float32" (default, faithful to diffusers) or "int8" (dynamically quantized resnet and
+   * attention layers: the CPU fast path on AMX / VNNI processors; see README "Performance").
+   */
+  precision?: Precision;
   /** Host running the sessions (default: the process-wide worker thread). */
   runtime?: RuntimeHost;
   safetyChecker?: SafetyChecker;
@@ -161,6 +167,7 @@ export class StableDiffusionUpscalePipeline {
     pathOrRepoId: string,
     options: FromPretrainedOptions = {},
   ): Promise<StableDiffusionUpscalePipeline> {
+    if (options.precision !== undefined) checkPrecision(options.precision);
     const dir = await resolvePretrained(pathOrRepoId, options);
     const index = readPipelineIndex(dir);
     const runtime = options.runtime ?? defaultRuntimeHost();
@@ -173,7 +180,7 @@ export class StableDiffusionUpscalePipeline {
     const [vae, textEncoder, unet] = await Promise.all([
       AutoencoderKL.fromPretrained(join(dir, "vae"), common),
       CLIPTextModel.fromPretrained(join(dir, "text_encoder"), common),
-      UNet2DConditionModel.fromPretrained(join(dir, "unet"), common),
+      UNet2DConditionModel.fromPretrained(join(dir, "unet"), { ...common, precision: options.precision }),
     ]);
     const tokenizer = CLIPTokenizer.fromPretrained(join(dir, "tokenizer"));
     const schedulerConfig = readJson(join(dir, "scheduler", "scheduler_config.json"));

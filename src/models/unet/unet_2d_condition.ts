@@ -18,6 +18,7 @@ import { ModelBuilder } from "../../onnx/model_builder.js";
 import { Conv2d, Embedding, GroupNorm, Linear } from "../../onnx/nn.js";
 import * as op from "../../onnx/ops.js";
 import { ParamStore } from "../../onnx/params.js";
+import { checkPrecision, type Precision } from "../../onnx/quantize.js";
 import { type BoundWeights, bindWeights, type WeightSet } from "../../onnx/weights.js";
 import { type HostTensor, validateHostTensor } from "../../runtime/host_tensor.js";
 import type { RemoteSession } from "../../runtime/remote_session.js";
@@ -77,11 +78,23 @@ export interface UNet2DConditionModelOptions {
   runtimeOptions?: RuntimeOptions;
   /** Names the model in errors (default "unet"). */
   label?: string;
+  /**
+   * "float32" (default) or "int8": the resnet and attention layers as dynamically quantized int8 kernels
+   * (src/onnx/quantize.ts), the fast path on CPUs with AMX / VNNI. Not bit-faithful to diffusers.
+   */
+  precision?: Precision;
 }
+
+/**
+ * Layers the int8 path keeps in float32: the first and last convolution (they carry the image itself) and the
+ * time / class embedding path (a handful of rows, and its error would reach every resnet).
+ */
+export const UNET_INT8_KEEP = /^(conv_in|conv_out|time_embedding|class_embedding)\.|\.time_emb_proj\./;
 
 export interface UNet2DConditionFromPretrainedOptions {
   /** Weight file variant, e.g. "fp16" → diffusion_pytorch_model.fp16.safetensors. */
   variant?: string;
+  precision?: Precision;
   runtime?: RuntimeHost;
   runtimeOptions?: RuntimeOptions;
 }
@@ -118,6 +131,7 @@ export class UNet2DConditionModel {
   private readonly runtime: RuntimeHost | undefined;
   private readonly runtimeOptions: RuntimeOptions;
   private attentionMode: AttentionMode = { kind: "default" };
+  private precisionMode: Precision;
   private freeu: FreeUConfig | undefined;
   private session: { key: string; promise: Promise<RemoteSession> } | undefined;
 
@@ -249,6 +263,7 @@ export class UNet2DConditionModel {
     this.bound = options.weights ? bindWeights(this.store, options.weights) : undefined;
     this.runtime = options.runtime;
     this.runtimeOptions = { ...options.runtimeOptions };
+    this.precisionMode = checkPrecision(options.precision ?? "float32", `${this.label}: precision`);
   }
 
   /** Loads `<dir>/config.json` and its safetensors weights (strictly bound: every mismatch in one error). */
@@ -263,7 +278,17 @@ export class UNet2DConditionModel {
       runtime: options.runtime,
       runtimeOptions: options.runtimeOptions,
       label: dir,
+      precision: options.precision,
     });
+  }
+
+  /** The precision of the UNet's graph ("float32" or "int8"); a change rebuilds the session on the next call. */
+  get precision(): Precision {
+    return this.precisionMode;
+  }
+
+  setPrecision(precision: Precision): void {
+    this.precisionMode = checkPrecision(precision, `${this.label}: precision`);
   }
 
   /** 2 ** number of upsamplers: sizes that are not multiples of it get explicit upsample sizes. */
@@ -351,7 +376,11 @@ export class UNet2DConditionModel {
 
   /** A key of every option that changes the graph (sessions are cached per key). */
   private get graphKey(): string {
-    return JSON.stringify({ attention: this.attentionMode, freeu: this.freeu ?? null });
+    return JSON.stringify({
+      attention: this.attentionMode,
+      freeu: this.freeu ?? null,
+      precision: this.precisionMode,
+    });
   }
 
   private attentionOptions(): ((a: Attention) => AttentionGraphOptions | undefined) | undefined {
@@ -370,9 +399,13 @@ export class UNet2DConditionModel {
   }
 
   /** The whole graph (inputs and output declared) with the current FreeU / attention options. */
-  buildGraph(): ModelBuilder {
+  buildGraph(options: { int8WeightMax?: number } = {}): ModelBuilder {
     if (!this.bound) throw new Error(`${this.label}: no weights were given, so the graph cannot be built`);
-    const b = new ModelBuilder(this.bound, { name: "unet" });
+    const int8 =
+      this.precisionMode === "int8"
+        ? { keep: (k: string) => UNET_INT8_KEEP.test(k), weightMax: options.int8WeightMax }
+        : undefined;
+    const b = new ModelBuilder(this.bound, { name: "unet", int8 });
     const c = this.config;
     const cross = this.layout.crossAttentionDim;
     const crossDim = cross.every((d) => d === cross[0]) ? (cross[0] as number) : "cross_attention_dim";
