@@ -1,0 +1,80 @@
+/**
+ * Writes sdx4's UNet graph (float32 or int8) as a standalone ONNX model for another machine or runtime (e.g.
+ * Python onnxruntime on a host without Node): `model.onnx` + one external-data file `weights.bin`.
+ *
+ *   npx tsx bench/export_graph.ts --model <unet dir> --precision int8 --out <dir> [--skeleton]
+ *
+ * With --skeleton the weights are not written: every large or quantized initializer points into `weights.bin`
+ * (offsets and sizes recorded) and bench/run_exported.py fills it with random values, so a real-size graph
+ * travels as a few MB (used to time the int8 path on a CPU with AMX).
+ */
+import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { UNet2DConditionModel } from "../src/models/unet/unet_2d_condition.js";
+import { DataType, onnx } from "../src/onnx/proto.js";
+import { checkPrecision } from "../src/onnx/quantize.js";
+
+const { values: a } = parseArgs({
+  options: {
+    model: { type: "string" },
+    precision: { type: "string", default: "float32" },
+    out: { type: "string" },
+    skeleton: { type: "boolean", default: false },
+    "weight-max": { type: "string" },
+  },
+});
+if (!a.model || !a.out) throw new Error("--model <unet dir> and --out <dir> are required");
+const precision = checkPrecision(a.precision);
+const unet = await UNet2DConditionModel.fromPretrained(a.model, { precision });
+// Build with the int8 weight range of the target machine (127 = VNNI / AMX), not this one's.
+const b = unet.buildGraph(a["weight-max"] ? { int8WeightMax: Number(a["weight-max"]) } : {});
+const model = b.toModel();
+const folder = b.externalDataFolder;
+const SIZES: Record<number, number> = {
+  [DataType.FLOAT]: 4,
+  [DataType.INT8]: 1,
+  [DataType.INT64]: 8,
+  [DataType.UINT8]: 1,
+};
+
+mkdirSync(a.out, { recursive: true });
+const fd = a.skeleton ? undefined : openSync(join(a.out, "weights.bin"), "w");
+let offset = 0;
+let moved = 0;
+for (const t of model.graph?.initializer ?? []) {
+  const numel = (t.dims ?? []).reduce((x: number, d) => x * Number(d), 1);
+  const bytes = numel * (SIZES[t.dataType as number] ?? 0);
+  const external = t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL;
+  const quantized = (t.name as string).includes("::int8");
+  if (!external && !quantized) continue; // small graph constants stay inline
+  if (fd !== undefined) {
+    let data: Uint8Array;
+    if (external) {
+      const kv = Object.fromEntries((t.externalData ?? []).map((e) => [e.key, e.value]));
+      const file = readFileSync(join(folder as string, kv.location as string));
+      data = file.subarray(Number(kv.offset), Number(kv.offset) + Number(kv.length));
+    } else data = t.rawData as Uint8Array;
+    writeSync(fd as number, data, 0, data.byteLength, offset);
+  }
+  t.rawData = new Uint8Array(0);
+  t.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
+  t.externalData = [
+    { key: "location", value: "weights.bin" },
+    { key: "offset", value: String(offset) },
+    { key: "length", value: String(bytes) },
+  ];
+  offset += Math.ceil(bytes / 64) * 64;
+  moved++;
+}
+if (fd !== undefined) closeSync(fd);
+writeFileSync(join(a.out, "model.onnx"), onnx.ModelProto.encode(model).finish());
+console.log(
+  JSON.stringify({
+    out: a.out,
+    precision,
+    initializers_external: moved,
+    weights_bytes: offset,
+    skeleton: a.skeleton,
+  }),
+);
