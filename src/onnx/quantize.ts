@@ -57,6 +57,8 @@ export function cpuFlags(): string[] | undefined {
   }
 }
 
+const ROUND_MAGIC = 6755399441055744;
+
 export interface QuantizedMatrix {
   /** int8 values, row-major [rows, cols]. */
   q: Int8Array;
@@ -79,10 +81,9 @@ export function quantizePerOutputChannel(
   innerIndex: (j: number) => number = (j) => j,
 ): QuantizedMatrix {
   if (w.length !== out * inner) throw new Error(`quantize: ${w.length} values for ${out}×${inner}`);
-  const q = new Int8Array(inner * out);
+  // 1. Quantize in the torch order (sequential reads and writes), one scale per output row.
+  const rows = new Int8Array(out * inner);
   const scale = new Float32Array(out);
-  const map = new Int32Array(inner);
-  for (let j = 0; j < inner; j++) map[j] = innerIndex(j);
   for (let o = 0; o < out; o++) {
     const base = o * inner;
     let m = 0;
@@ -94,9 +95,23 @@ export function quantizePerOutputChannel(
     const s = m > 0 ? m / qmax : 1;
     scale[o] = s;
     const inv = 1 / s;
+    for (let i = 0; i < inner; i++) {
+      // Round half to even (as numpy / torch) by the 1.5·2^52 trick: |v| <= qmax, far below 2^51.
+      const v = (w[base + i] as number) * inv + ROUND_MAGIC - ROUND_MAGIC;
+      rows[base + i] = v > qmax ? qmax : v < -qmax ? -qmax : v;
+    }
+  }
+  // 2. Transpose to [inner, out] (rows permuted by innerIndex) in cache-sized tiles.
+  const map = new Int32Array(inner);
+  for (let j = 0; j < inner; j++) map[j] = innerIndex(j);
+  const q = new Int8Array(inner * out);
+  const T = 64;
+  for (let o0 = 0; o0 < out; o0 += T) {
+    const o1 = Math.min(o0 + T, out);
     for (let j = 0; j < inner; j++) {
-      const v = Math.round((w[base + (map[j] as number)] as number) * inv);
-      q[j * out + o] = v > qmax ? qmax : v < -qmax ? -qmax : v;
+      const src = map[j] as number;
+      const dst = j * out;
+      for (let o = o0; o < o1; o++) q[dst + o] = rows[o * inner + src] as number;
     }
   }
   return { q, scale, rows: inner, cols: out };
