@@ -98,7 +98,7 @@ export function quantizePerOutputChannel(
     for (let i = 0; i < inner; i++) {
       // Round half to even (as numpy / torch) by the 1.5·2^52 trick: |v| <= qmax, far below 2^51.
       const v = (w[base + i] as number) * inv + ROUND_MAGIC - ROUND_MAGIC;
-      rows[base + i] = v > qmax ? qmax : v < -qmax ? -qmax : v;
+      rows[base + i] = Math.min(qmax, Math.max(-qmax, v));
     }
   }
   // 2. Transpose to [inner, out] (rows permuted by innerIndex) in cache-sized tiles.
