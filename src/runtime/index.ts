@@ -1,6 +1,11 @@
 export { RuntimeError, type RuntimeErrorCode } from "./errors.js";
 export { type ExternalDataFile, resolveExternalDataFile } from "./external_data.js";
 export {
+  defaultGraphCacheDir,
+  type GraphCacheOutcome,
+  type GraphCacheStatus,
+} from "./graph_cache.js";
+export {
   boolTensor,
   describeTensor,
   elementCount,

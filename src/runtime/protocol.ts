@@ -25,7 +25,8 @@ export type Request =
       op: "create";
       id: number;
       name: string;
-      model: Uint8Array;
+      /** ONNX bytes, or the path of a model file (graph cache hits). */
+      model: Uint8Array | string;
       options: InferenceSession.SessionOptions;
     }
   | {

@@ -3,6 +3,7 @@
  */
 import { errorMessage, RuntimeError } from "./errors.js";
 import { checkFeeds, checkOutputs } from "./feed_check.js";
+import type { GraphCacheOutcome } from "./graph_cache.js";
 import type { HostTensor } from "./host_tensor.js";
 import type { SessionInfo, ValueInfo } from "./protocol.js";
 import type { SessionBackend } from "./session_backends.js";
@@ -33,13 +34,16 @@ export class RemoteSession {
   /** Declared element types and shapes (symbolic dims are strings). */
   readonly inputs: readonly ValueInfo[];
   readonly outputs: readonly ValueInfo[];
+  /** How RuntimeOptions.graphCache served this session (undefined when the cache was off). */
+  readonly graphCache: GraphCacheOutcome | undefined;
   private readonly backend: SessionBackend;
   private readonly sessionId: number;
   private released = false;
 
   /** @internal Created by RuntimeHost.createSession. */
-  constructor(name: string, info: SessionInfo, backend: SessionBackend) {
+  constructor(name: string, info: SessionInfo, backend: SessionBackend, graphCache?: GraphCacheOutcome) {
     this.name = name;
+    this.graphCache = graphCache;
     this.sessionId = info.sessionId;
     this.inputNames = Object.freeze([...info.inputNames]);
     this.outputNames = Object.freeze([...info.outputNames]);

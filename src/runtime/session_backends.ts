@@ -18,7 +18,12 @@ export interface BackendRunOptions {
 export interface SessionBackend {
   /** Set once the backend can no longer serve its sessions (worker crashed / exited / closed). */
   readonly lostReason: Error | undefined;
-  create(name: string, model: Uint8Array, options: InferenceSession.SessionOptions): Promise<SessionInfo>;
+  /** `model`: ONNX bytes, or the path of a model file. */
+  create(
+    name: string,
+    model: Uint8Array | string,
+    options: InferenceSession.SessionOptions,
+  ): Promise<SessionInfo>;
   run(
     sessionId: number,
     feeds: Record<string, HostTensor>,
@@ -51,9 +56,12 @@ export class WorkerBackend implements SessionBackend {
 
   async create(
     name: string,
-    model: Uint8Array,
+    model: Uint8Array | string,
     options: InferenceSession.SessionOptions,
   ): Promise<SessionInfo> {
+    if (typeof model === "string") {
+      return (await this.channel.call({ op: "create", name, model, options })) as SessionInfo;
+    }
     // A real copy: Buffer#slice (protobufjs returns Buffers in Node) is a view, and transferring its ArrayBuffer
     // would detach the caller's bytes (and any pooled Buffer sharing it).
     const bytes = new Uint8Array(model);
@@ -117,7 +125,11 @@ export class InProcessBackend implements SessionBackend {
     return this.lost;
   }
 
-  create(name: string, model: Uint8Array, options: InferenceSession.SessionOptions): Promise<SessionInfo> {
+  create(
+    name: string,
+    model: Uint8Array | string,
+    options: InferenceSession.SessionOptions,
+  ): Promise<SessionInfo> {
     return this.table.create(name, model, options);
   }
 

@@ -51,10 +51,13 @@ export class SessionTable {
 
   async create(
     name: string,
-    model: Uint8Array,
+    model: Uint8Array | string,
     options: ort.InferenceSession.SessionOptions,
   ): Promise<SessionInfo> {
-    const session = await ort.InferenceSession.create(model, options);
+    const session =
+      typeof model === "string"
+        ? await ort.InferenceSession.create(model, options)
+        : await ort.InferenceSession.create(model, options);
     const sessionId = this.nextId++;
     this.sessions.set(sessionId, { name, session });
     return {

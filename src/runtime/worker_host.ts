@@ -20,6 +20,12 @@
  */
 import { realpath, stat } from "node:fs/promises";
 import { errorMessage, RuntimeError } from "./errors.js";
+import {
+  createWithGraphCache,
+  type GraphCacheOutcome,
+  openGraphCacheDir,
+  resolveGraphCacheOption,
+} from "./graph_cache.js";
 import { RemoteSession } from "./remote_session.js";
 import { InProcessBackend, type SessionBackend, WorkerBackend } from "./session_backends.js";
 import {
@@ -96,12 +102,16 @@ export class RuntimeHost {
       );
     }
     let ortOptions: ReturnType<typeof toOrtSessionOptions>;
+    let externalDataFolder: string | undefined;
+    let cacheDir: string | undefined;
     try {
-      const externalDataFolder =
+      externalDataFolder =
         options.externalDataFolder === undefined
           ? undefined
           : await resolveFolder(options.externalDataFolder);
       ortOptions = toOrtSessionOptions(options, { externalDataFolder, logId: name });
+      const wanted = resolveGraphCacheOption(options.graphCache);
+      if (wanted !== undefined) cacheDir = await openGraphCacheDir(wanted);
     } catch (e) {
       const code = e instanceof ExecutionProviderUnavailableError ? "EP_UNAVAILABLE" : "INVALID_OPTIONS";
       throw new RuntimeError(`${label}: ${errorMessage(e)}`, code, name, e);
@@ -109,8 +119,20 @@ export class RuntimeHost {
     if (this.closed) throw new RuntimeError(`${label}: the runtime host is closed`, "CLOSED", name);
     const backend = this.liveBackend();
     try {
-      const info = await backend.create(name, model, ortOptions);
-      return new RemoteSession(name, info, backend);
+      let graphCache: GraphCacheOutcome | undefined;
+      let info: Awaited<ReturnType<typeof backend.create>>;
+      if (cacheDir === undefined) info = await backend.create(name, model, ortOptions);
+      else {
+        ({ info, outcome: graphCache } = await createWithGraphCache({
+          dir: cacheDir,
+          name,
+          model,
+          options: ortOptions,
+          externalDataFolder,
+          create: (m, o) => backend.create(name, m, o),
+        }));
+      }
+      return new RemoteSession(name, info, backend, graphCache);
     } catch (e) {
       let message = `${label}: cannot create the session: ${errorMessage(e)}`;
       const ep = options.executionProvider;
