@@ -7,6 +7,7 @@
  */
 import { Command, CommanderError, Option } from "commander";
 import type { FreeUConfig } from "../models/unet/freeu.js";
+import { PRECISIONS, type Precision } from "../onnx/quantize.js";
 import type { UpscaleCallOptions } from "../pipelines/upscale_inputs.js";
 import { KARRAS_DIFFUSION_SCHEDULERS } from "../schedulers/index.js";
 import { UsageError } from "./errors.js";
@@ -36,7 +37,11 @@ export interface RunPlan {
     revision?: string;
     device?: Device;
     threads?: number;
+    /** UNet precision: "float32" (default) or "int8" (the CPU fast path). */
+    precision?: Precision;
     cacheDir?: string;
+    /** --graph-cache: a folder, or true for the default one (RuntimeOptions.graphCache). */
+    graphCache?: string | true;
     localFilesOnly: boolean;
   };
   /** One prompt per input (a single --prompt is replicated; none gives ""). */
@@ -85,12 +90,14 @@ interface RawOptions {
   memoryEfficientAttention?: true;
   modelOffload?: true;
   threads?: string;
+  precision?: string;
   device?: string;
   outputType?: string;
   variant?: string;
   revision?: string;
   localFilesOnly?: true;
   cacheDir?: string;
+  graphCache?: string | true;
   json?: true;
 }
 
@@ -156,12 +163,21 @@ function buildProgram(
     )
     .option("--memory-efficient-attention", "onnxruntime's fused MultiHeadAttention")
     .option("--threads <N>", "intra-op threads per session")
+    .option(
+      "--precision <p>",
+      'UNet precision: "float32" (default) or "int8" (dynamically quantized; fast on CPUs with AMX / VNNI)',
+    )
     .addOption(new Option("--device <device>", `execution provider: ${DEVICES.join(", ")}`))
     .addOption(new Option("--output-type <type>", `output format: ${OUTPUT_FORMATS.join(", ")}`))
     .option("--variant <name>", 'weight variant, e.g. "fp16"')
     .option("--revision <rev>", "hub branch, tag or commit")
     .option("--local-files-only", "never download (cache or local folder only)")
     .option("--cache-dir <dir>", "Hugging Face hub cache folder")
+    .option(
+      "--graph-cache [dir]",
+      "keep onnxruntime-optimized graphs on disk for faster warm starts (default folder " +
+        "$SDX4_CACHE_DIR or ~/.cache/sdx4, then optimized-graphs/; ~3.5 GB for the x4 model; cpu only)",
+    )
     .option("--json", "print a JSON summary on stdout")
     .addHelpText("after", HELP_AFTER)
     .action((inputs: string[], opts: RawOptions) => {
@@ -238,7 +254,14 @@ function planFromOptions(inputs: string[], o: RawOptions): RunPlan {
   if (o.revision !== undefined) load.revision = parseNonEmpty("--revision", o.revision);
   if (o.device !== undefined) load.device = parseChoice("--device", o.device, DEVICES);
   if (o.threads !== undefined) load.threads = parseInteger("--threads", o.threads, { min: 1 });
+  if (o.precision !== undefined) load.precision = parseChoice("--precision", o.precision, PRECISIONS);
   if (o.cacheDir !== undefined) load.cacheDir = parseNonEmpty("--cache-dir", o.cacheDir);
+  if (o.graphCache !== undefined) {
+    load.graphCache = o.graphCache === true ? true : parseNonEmpty("--graph-cache", o.graphCache);
+    if (load.device !== undefined && load.device !== "cpu") {
+      throw new UsageError(`--graph-cache works with --device cpu only (got --device ${load.device})`);
+    }
+  }
   return {
     inputs,
     output,

@@ -3,7 +3,7 @@
  * loaded), load the pipeline, apply the options, call it, then encode every output in memory and write them
  * atomically. Nothing is written unless the whole run succeeded.
  */
-import { statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { loadImage } from "../image/decode.js";
 import { ImageInputError } from "../image/errors.js";
 import type { RgbImage } from "../image/types.js";
@@ -54,6 +54,11 @@ function isDirectory(p: string): boolean {
  */
 export async function preflight(plan: RunPlan): Promise<RgbImage[]> {
   checkOutputTargets(plan.output, plan.inputs, isDirectory);
+  const graphCache = plan.load.graphCache;
+  // `--graph-cache [dir]` takes the next word as its folder: catch `--graph-cache in.png` before any work.
+  if (typeof graphCache === "string" && existsSync(graphCache) && !isDirectory(graphCache)) {
+    throw new UsageError(`--graph-cache: ${graphCache} exists and is not a folder`);
+  }
   const device = plan.load.device;
   if (device !== undefined) {
     try {
@@ -125,8 +130,10 @@ export async function runUpscale(plan: RunPlan, images: RgbImage[], ctx: RunCont
   const t0 = performance.now();
   ctx.onPhase?.("load");
   ctx.progress.loading(plan.model);
+  const { graphCache, ...load } = plan.load;
   const pipe = await StableDiffusionUpscalePipeline.fromPretrained(plan.model, {
-    ...plan.load,
+    ...load,
+    ...(graphCache !== undefined ? { runtimeOptions: { graphCache } } : {}),
     runtime: ctx.runtime,
     onProgress: (p) => ctx.progress.download(p),
   });

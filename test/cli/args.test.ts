@@ -53,7 +53,7 @@ describe("defaults", () => {
       ...["--scheduler", "EulerAncestralDiscreteScheduler", "--eta", "0.5", "--clip-skip", "1"],
       ...["--freeu", "0.9,0.2,1.2,1.4", "--attention-slicing", "max", "--vae-tiling"],
       ...["--memory-efficient-attention", "--threads", "4", "--device", "cuda", "--variant", "fp16"],
-      ...["--revision", "abc", "--local-files-only", "--cache-dir", "/c", "--json"],
+      ...["--revision", "abc", "--local-files-only", "--cache-dir", "/c", "--json", "--precision", "int8"],
     );
     assert.equal(p.model, "some/repo");
     assert.deepEqual(p.prompt, ["a cat"]);
@@ -75,9 +75,17 @@ describe("defaults", () => {
       revision: "abc",
       device: "cuda",
       threads: 4,
+      precision: "int8",
       cacheDir: "/c",
     });
     assert.equal(p.json, true);
+  });
+
+  test("--graph-cache: no value = the default folder, or a folder", () => {
+    assert.equal(plan("--graph-cache").load.graphCache, true);
+    assert.equal(plan("--graph-cache", "/tmp/g").load.graphCache, "/tmp/g");
+    assert.equal(plan("--graph-cache=g", "--device", "cpu").load.graphCache, "g");
+    assert.equal(plan().load.graphCache, undefined);
   });
 
   test("--attention-slicing without a value is auto; a number is a slice size", () => {
@@ -177,6 +185,10 @@ describe("bad values: usage error (exit 2) naming the flag", () => {
     [["--threads", "0"], ["--threads"]],
     [["--threads", "four"], ["--threads"]],
     [
+      ["--precision", "bf16"],
+      ["--precision", "float32, int8"],
+    ],
+    [
       ["--device", "tpu"],
       ["--device", "cpu, cuda, webgpu"],
     ],
@@ -198,6 +210,11 @@ describe("bad values: usage error (exit 2) naming the flag", () => {
     [["--model", ""], ["--model"]],
     [["--revision", " "], ["--revision"]],
     [["--cache-dir", ""], ["--cache-dir"]],
+    [["--graph-cache="], ["--graph-cache"]],
+    [
+      ["--graph-cache", "--device", "cuda"],
+      ["--graph-cache", "--device cpu only"],
+    ],
     [
       ["--stepz", "3"],
       ["--stepz", "--steps"],
