@@ -9,8 +9,11 @@
  *   extra: --sessions (cold/warm session creation instead of runs), --profile (onnxruntime profile of one run by op
  *          type), --tiled (VAE: memory-efficient attention + tiling),
  *          --memory-efficient (UNet / VAE / pipeline: onnxruntime's fused attention), --steps N (pipeline, default 20),
+ *          --precision float32|int8 (UNet / pipeline: the int8 fast path),
  *          --threads N (intra-op threads; default onnxruntime's choice), --model <dir> (default bench/cache/x4-random,
- *          built on first use with scripts/make_random_model.ts), --timeout <s> (per child, suite mode)
+ *          built on first use with scripts/make_random_model.ts), --timeout <s> (per child, suite mode),
+ *          --graph-cache [dir] (RuntimeOptions.graphCache; --sessions adds a cache miss + hit, in a fresh temp
+ *          folder unless dir is given; runs use dir, default bench/cache/optimized-graphs)
  *
  * Times are medians of the timed runs after the warm-up call(s). Peak RSS is `process.resourceUsage().maxRSS` of
  * the measuring process (the onnxruntime worker is a thread of it). Benchmarks are never timed assertions in tests.
@@ -21,6 +24,7 @@ import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { isCompleteRandomModel, makeRandomX4Pipeline } from "../scripts/make_random_model.js";
+import { checkPrecision, type Precision } from "../src/onnx/quantize.js";
 import { type BenchComponent, type Measurement, type MeasureOptions, measure } from "./measure.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -41,6 +45,9 @@ interface Args {
   profile: boolean;
   tiled: boolean;
   memoryEfficient: boolean;
+  precision: Precision;
+  /** --graph-cache [dir]: "" = the mode's default folder. */
+  graphCache?: string;
   only?: string[];
   timeout: number;
 }
@@ -55,6 +62,7 @@ function parseArgs(argv: string[]): Args {
     profile: false,
     tiled: false,
     memoryEfficient: false,
+    precision: "float32",
     timeout: 3600,
   };
   const int = (name: string, v: string | undefined, min: number) => {
@@ -110,9 +118,17 @@ function parseArgs(argv: string[]): Args {
       case "--tiled":
         a.tiled = true;
         break;
+      case "--precision":
+        a.precision = checkPrecision(v(), "--precision");
+        break;
       case "--memory-efficient":
         a.memoryEfficient = true;
         break;
+      case "--graph-cache": {
+        const next = argv[i + 1];
+        a.graphCache = next !== undefined && !next.startsWith("--") ? resolve(v() as string) : "";
+        break;
+      }
       case "--help":
       case "-h":
         console.log(readFileSync(fileURLToPath(import.meta.url), "utf8").split("*/")[0]);
@@ -213,6 +229,8 @@ function suite(a: Args): SuiteEntry[] {
     e("unet-64", "--component", "unet", "--size", "64", "--runs", "3"),
     e("unet-128", "--component", "unet", "--size", "128", "--runs", "3"),
     e("unet-128-mea", "--component", "unet", "--size", "128", "--memory-efficient", "--runs", "3"),
+    e("unet-64-int8", "--component", "unet", "--size", "64", "--precision", "int8", "--runs", "3"),
+    e("unet-128-int8", "--component", "unet", "--size", "128", "--precision", "int8", "--runs", "3"),
     e("vae-64", "--component", "vae", "--size", "64", "--runs", "3"),
     e("vae-128", "--component", "vae", "--size", "128", "--runs", "3"),
     e("vae-128-mea", "--component", "vae", "--size", "128", "--memory-efficient", "--runs", "3"),
@@ -271,6 +289,10 @@ function row(name: string, m: Measurement, ref: Reference | undefined): string[]
   if (m.mode === "sessions") {
     time = "-";
     extra = `graph ${fmt(m.graph_build_s)} s (${((m.graph_bytes ?? 0) / 1e6).toFixed(1)} MB), load ${fmt(m.load_s)} s`;
+    const gc = m.graph_cache;
+    if (gc) {
+      extra += `; graph cache ${gc.first} ${fmt(gc.first_s)} s, ${gc.second} ${fmt(gc.second_s)} s, entry ${(gc.entry_bytes / 1e9).toFixed(2)} GB`;
+    }
   }
   if (m.pipeline_breakdown) {
     const p = m.pipeline_breakdown;
@@ -399,6 +421,8 @@ async function main(): Promise<void> {
     threads: a.threads,
     tiled: a.tiled,
     memoryEfficient: a.memoryEfficient,
+    precision: a.precision,
+    ...(a.graphCache !== undefined ? { graphCache: a.graphCache } : {}),
   };
   const m = await measure(o);
   if (a.json) {

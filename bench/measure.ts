@@ -7,10 +7,11 @@
  *  - run: a component's forward through its public API (UNet2DConditionModel.forward, AutoencoderKL.decode,
  *    CLIPTextModel.forward) or the whole StableDiffusionUpscalePipeline.call: warm-up call(s) (the first creates the
  *    session), then timed runs; output shape and finiteness checked.
- *  - sessions: graph build + cold and warm RuntimeHost.createSession of a component's graph (no run).
+ *  - sessions: graph build + cold and warm RuntimeHost.createSession of a component's graph (no run); with
+ *    graphCache also a cache miss then a hit (a fresh cache folder unless one is given; it is then kept).
  *  - profile: onnxruntime's profiler over a component's warm-up and one run; returns the op-type totals of that run.
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -18,6 +19,7 @@ import * as ort from "onnxruntime-node";
 import { CLIPTextModel } from "../src/models/clip/index.js";
 import { UNet2DConditionModel } from "../src/models/unet/index.js";
 import { AutoencoderKL } from "../src/models/vae/index.js";
+import type { Precision } from "../src/onnx/quantize.js";
 import { StableDiffusionUpscalePipeline } from "../src/pipelines/pipeline_stable_diffusion_upscale.js";
 import { Generator } from "../src/random/generator.js";
 import { randnTensor } from "../src/random/randn_tensor.js";
@@ -44,6 +46,10 @@ export interface MeasureOptions {
   tiled?: boolean;
   /** UNet / VAE / pipeline: onnxruntime's fused MultiHeadAttention (enableMemoryEfficientAttention). */
   memoryEfficient?: boolean;
+  /** UNet / pipeline: "int8" builds the UNet's dynamically quantized graph. */
+  precision?: Precision;
+  /** RuntimeOptions.graphCache folder; "" = sessions: a fresh temp folder, run: bench/cache/optimized-graphs. */
+  graphCache?: string;
 }
 
 export interface OutputCheck {
@@ -73,6 +79,8 @@ export interface Measurement {
   graph_bytes?: number;
   session_cold_s?: number;
   session_warm_s?: number;
+  /** With graphCache: the two cached creations after the plain ones (statuses say miss / hit). */
+  graph_cache?: { first_s: number; first: string; second_s: number; second: string; entry_bytes: number };
   /**
    * Pipeline: median step time (UNet batch 2 + scheduler) over steps 2..N, the time until the end of step 1 (checks,
    * text encoding, preprocessing, noise, step 1), and the time after the last step (VAE decode + postprocess).
@@ -176,7 +184,10 @@ async function makeTarget(o: MeasureOptions, host: RuntimeHost, ro: RuntimeOptio
   const common = { runtime: host, runtimeOptions: ro };
   let t0 = now();
   if (o.component === "unet") {
-    const unet = await UNet2DConditionModel.fromPretrained(join(dir, "unet"), common);
+    const unet = await UNet2DConditionModel.fromPretrained(join(dir, "unet"), {
+      ...common,
+      precision: o.precision,
+    });
     const load_s = now() - t0;
     if (o.memoryEfficient) unet.enableMemoryEfficientAttention();
     const cin = unet.config.in_channels;
@@ -188,7 +199,7 @@ async function makeTarget(o: MeasureOptions, host: RuntimeHost, ro: RuntimeOptio
       classLabels: [20, 20],
     };
     return {
-      label: `unet forward batch 2 (CFG), sample 2x${cin}x${S}x${S}, 77x${cross} text, class labels${o.memoryEfficient ? " (memory-efficient attention)" : ""}`,
+      label: `unet forward batch 2 (CFG), sample 2x${cin}x${S}x${S}, 77x${cross} text, class labels${o.memoryEfficient ? " (memory-efficient attention)" : ""}${o.precision === "int8" ? " (int8)" : ""}`,
       load_s,
       call: async () => [check("out_sample", await unet.forward(feeds), [2, unet.config.out_channels, S, S])],
       release: () => unet.release(),
@@ -227,14 +238,17 @@ async function makeTarget(o: MeasureOptions, host: RuntimeHost, ro: RuntimeOptio
     };
   }
   t0 = now();
-  const pipe = await StableDiffusionUpscalePipeline.fromPretrained(dir, common);
+  const pipe = await StableDiffusionUpscalePipeline.fromPretrained(dir, {
+    ...common,
+    precision: o.precision,
+  });
   const load_s = now() - t0;
   if (o.memoryEfficient) pipe.enableMemoryEfficientAttention();
   const image = testImage(S);
   const f = pipe.vaeScaleFactor;
   const stepTimes: number[][] = [];
   const target: Target = {
-    label: `pipeline ${o.steps} steps, ${S}x${S} -> ${S * f}x${S * f}, CFG 9 (UNet batch 2), DDIM, output np${o.memoryEfficient ? ", memory-efficient attention" : ""}`,
+    label: `pipeline ${o.steps} steps, ${S}x${S} -> ${S * f}x${S * f}, CFG 9 (UNet batch 2), DDIM, output np${o.memoryEfficient ? ", memory-efficient attention" : ""}${o.precision === "int8" ? ", int8 UNet" : ""}`,
     load_s,
     stepTimes,
     call: async () => {
@@ -306,7 +320,41 @@ async function measureSessions(o: MeasureOptions, host: RuntimeHost, ro: Runtime
   };
   const session_cold_s = await create();
   const session_warm_s = await create();
-  return { load_s, graph_build_s, graph_bytes: g.bytes.byteLength, session_cold_s, session_warm_s };
+  const out = { load_s, graph_build_s, graph_bytes: g.bytes.byteLength, session_cold_s, session_warm_s };
+  if (o.graphCache === undefined) return out;
+  const bench = fileURLToPath(new URL("./cache/", import.meta.url));
+  mkdirSync(bench, { recursive: true });
+  const cacheDir = o.graphCache || mkdtempSync(join(bench, `graph-cache-${o.component}-`));
+  try {
+    const cached = async () => {
+      const t = now();
+      const s = await host.createSession(new Uint8Array(g.bytes), {
+        ...ro,
+        graphCache: cacheDir,
+        name: g.name,
+        externalDataFolder: g.folder,
+      });
+      const dt = round(now() - t);
+      await s.release();
+      return { s: dt, status: s.graphCache?.status ?? "off", entry: s.graphCache?.entry };
+    };
+    const first = await cached();
+    const second = await cached();
+    const entry = second.entry;
+    const entry_bytes = entry ? readdirSync(entry).reduce((n, f) => n + statSync(join(entry, f)).size, 0) : 0;
+    return {
+      ...out,
+      graph_cache: {
+        first_s: first.s,
+        first: first.status,
+        second_s: second.s,
+        second: second.status,
+        entry_bytes,
+      },
+    };
+  } finally {
+    if (!o.graphCache) rmSync(cacheDir, { recursive: true, force: true });
+  }
 }
 
 /** Sums a chrome-trace profile of onnxruntime by op type (Node events, kernel time). */
@@ -353,6 +401,9 @@ export async function measure(o: MeasureOptions): Promise<Measurement> {
   const loadavg_start = loadavg().map((x) => round(x, 2));
   const host = new RuntimeHost();
   const ro: RuntimeOptions = o.threads ? { threads: o.threads } : {};
+  if (o.graphCache !== undefined && o.mode !== "sessions") {
+    ro.graphCache = o.graphCache || fileURLToPath(new URL("./cache/optimized-graphs/", import.meta.url));
+  }
   const base = {
     component: o.component,
     mode: o.mode,
@@ -369,7 +420,9 @@ export async function measure(o: MeasureOptions): Promise<Measurement> {
         median: null,
         runs: 0,
         warmup_seconds: [],
-        ...Object.fromEntries(Object.entries(r).map(([k, v]) => [k, k === "graph_bytes" ? v : round(v)])),
+        ...Object.fromEntries(
+          Object.entries(r).map(([k, v]) => [k, typeof v !== "number" || k === "graph_bytes" ? v : round(v)]),
+        ),
         outputs: [],
         peak_rss_mb: round(rssMb(), 1),
         rss_at_start_mb,
