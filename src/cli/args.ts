@@ -255,6 +255,11 @@ function planFromOptions(inputs: string[], o: RawOptions): RunPlan {
   if (o.device !== undefined) load.device = parseChoice("--device", o.device, DEVICES);
   if (o.threads !== undefined) load.threads = parseInteger("--threads", o.threads, { min: 1 });
   if (o.precision !== undefined) load.precision = parseChoice("--precision", o.precision, PRECISIONS);
+  if (load.precision === "int8" && load.device !== undefined && load.device !== "cpu") {
+    throw new UsageError(
+      `--precision int8 is a CPU path (integer kernels); it does not run with --device ${load.device}`,
+    );
+  }
   if (o.cacheDir !== undefined) load.cacheDir = parseNonEmpty("--cache-dir", o.cacheDir);
   if (o.graphCache !== undefined) {
     load.graphCache = o.graphCache === true ? true : parseNonEmpty("--graph-cache", o.graphCache);

@@ -168,6 +168,12 @@ export class StableDiffusionUpscalePipeline {
     options: FromPretrainedOptions = {},
   ): Promise<StableDiffusionUpscalePipeline> {
     if (options.precision !== undefined) checkPrecision(options.precision);
+    const ep = options.device ?? options.runtimeOptions?.executionProvider ?? "cpu";
+    if (options.precision === "int8" && ep !== "cpu") {
+      throw new RangeError(
+        `precision "int8" is a CPU path (onnxruntime's integer kernels), not available on "${ep}"`,
+      );
+    }
     const dir = await resolvePretrained(pathOrRepoId, options);
     const index = readPipelineIndex(dir);
     const runtime = options.runtime ?? defaultRuntimeHost();

@@ -53,7 +53,7 @@ describe("defaults", () => {
       ...["--scheduler", "EulerAncestralDiscreteScheduler", "--eta", "0.5", "--clip-skip", "1"],
       ...["--freeu", "0.9,0.2,1.2,1.4", "--attention-slicing", "max", "--vae-tiling"],
       ...["--memory-efficient-attention", "--threads", "4", "--device", "cuda", "--variant", "fp16"],
-      ...["--revision", "abc", "--local-files-only", "--cache-dir", "/c", "--json", "--precision", "int8"],
+      ...["--revision", "abc", "--local-files-only", "--cache-dir", "/c", "--json", "--precision", "float32"],
     );
     assert.equal(p.model, "some/repo");
     assert.deepEqual(p.prompt, ["a cat"]);
@@ -75,7 +75,7 @@ describe("defaults", () => {
       revision: "abc",
       device: "cuda",
       threads: 4,
-      precision: "int8",
+      precision: "float32",
       cacheDir: "/c",
     });
     assert.equal(p.json, true);
@@ -187,6 +187,10 @@ describe("bad values: usage error (exit 2) naming the flag", () => {
     [
       ["--precision", "bf16"],
       ["--precision", "float32, int8"],
+    ],
+    [
+      ["--precision", "int8", "--device", "cuda"],
+      ["--precision int8", "--device cuda"],
     ],
     [
       ["--device", "tpu"],

@@ -93,6 +93,13 @@ test("bad precision values are refused with a clear error", async () => {
   );
   const unet = await UNet2DConditionModel.fromPretrained(MODELS.tiny, { runtime: host });
   assert.throws(() => unet.setPrecision("int4" as never), /precision must be one of/);
+  await assert.rejects(
+    UNet2DConditionModel.fromPretrained(MODELS.tiny, {
+      precision: "int8",
+      runtimeOptions: { executionProvider: "cuda" },
+    }),
+    /precision "int8" runs onnxruntime's CPU integer kernels; it is not available with the "cuda"/,
+  );
 });
 
 test("int8 kernels match float32 layer by layer (conv 3x3 / strided / 1x1, linear) within quantization error", async () => {

@@ -728,6 +728,13 @@ describe("fromPretrained errors name the file", () => {
   }
   const load = (dir: string) => StableDiffusionUpscalePipeline.fromPretrained(dir, { runtime });
 
+  test("a bad precision, or int8 off the CPU, is refused before anything is resolved", async () => {
+    const missing = join(TMP, "does-not-exist");
+    const opts = (o: object) => StableDiffusionUpscalePipeline.fromPretrained(missing, { runtime, ...o });
+    await assert.rejects(opts({ precision: "fp8" }), /precision must be one of float32, int8, got "fp8"/);
+    await assert.rejects(opts({ precision: "int8", device: "cuda" }), /precision "int8" is a CPU path/);
+  });
+
   test("model_index.json of another pipeline class", async () => {
     const dir = folder("other-class", (d) => {
       const index = JSON.parse(readFileSync(join(d, "model_index.json"), "utf8"));

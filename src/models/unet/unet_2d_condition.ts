@@ -263,7 +263,20 @@ export class UNet2DConditionModel {
     this.bound = options.weights ? bindWeights(this.store, options.weights) : undefined;
     this.runtime = options.runtime;
     this.runtimeOptions = { ...options.runtimeOptions };
-    this.precisionMode = checkPrecision(options.precision ?? "float32", `${this.label}: precision`);
+    this.precisionMode = this.checkedPrecision(options.precision ?? "float32");
+  }
+
+  /** A valid precision for this model's execution provider (int8 uses onnxruntime's CPU integer kernels). */
+  private checkedPrecision(precision: unknown): Precision {
+    const p = checkPrecision(precision, `${this.label}: precision`);
+    const ep = this.runtimeOptions.executionProvider ?? "cpu";
+    if (p === "int8" && ep !== "cpu") {
+      throw new RangeError(
+        `${this.label}: precision "int8" runs onnxruntime's CPU integer kernels; it is not available with the ` +
+          `"${ep}" execution provider (use float32 there)`,
+      );
+    }
+    return p;
   }
 
   /** Loads `<dir>/config.json` and its safetensors weights (strictly bound: every mismatch in one error). */
@@ -288,7 +301,7 @@ export class UNet2DConditionModel {
   }
 
   setPrecision(precision: Precision): void {
-    this.precisionMode = checkPrecision(precision, `${this.label}: precision`);
+    this.precisionMode = this.checkedPrecision(precision);
   }
 
   /** 2 ** number of upsamplers: sizes that are not multiples of it get explicit upsample sizes. */
