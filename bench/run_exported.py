@@ -21,6 +21,8 @@ p.add_argument("--sizes", default="64,128")
 p.add_argument("--runs", type=int, default=3)
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--qmax", type=int, default=127)
+p.add_argument("--b-label", default="int8", help="label of the second graph (e.g. another float32 variant)")
+p.add_argument("--profile", type=int, default=0, help="also profile one run at this size: time by op type")
 a = p.parse_args()
 
 
@@ -103,7 +105,7 @@ def feeds(s, size):
 f32_model = load(a.f32)
 f32_dims = {t.name: list(t.dims) for t in f32_model.graph.initializer}
 print(json.dumps({"ort": ort.__version__, "fill_f32": fill(a.f32, f32_dims), "fill_i8": fill(a.i8, f32_dims) if a.i8 else None}), flush=True)
-dirs = [("float32", a.f32)] + ([("int8", a.i8)] if a.i8 else [])
+dirs = [("float32", a.f32)] + ([(a.b_label, a.i8)] if a.i8 else [])
 outs = {}
 for precision, d in dirs:
     s, create_s = session(d)
@@ -121,7 +123,7 @@ for precision, d in dirs:
         r = {"precision": precision, "size": size, "create_s": round(create_s, 2), "warmup_s": round(warm, 3),
              "times_s": [round(x, 3) for x in times], "median_s": round(statistics.median(times), 3),
              "finite": bool(np.isfinite(y).all()), "out_std": float(y.std())}
-        if precision == "int8" and ("float32", size) in outs:
+        if precision != "float32" and ("float32", size) in outs:
             ref = outs[("float32", size)]
             err = y - ref
             rms = float(np.sqrt((err**2).mean()))
@@ -129,3 +131,28 @@ for precision, d in dirs:
             r["psnr_db_vs_f32_range"] = float(20 * np.log10((ref.max() - ref.min()) / rms))
         print(json.dumps(r), flush=True)
     del s
+    if a.profile:
+        so_p = ort.SessionOptions()
+        so_p.intra_op_num_threads = a.threads
+        so_p.inter_op_num_threads = 1
+        so_p.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so_p.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so_p.enable_profiling = True
+        so_p.profile_file_prefix = f"/tmp/prof_{precision}"
+        s = ort.InferenceSession(os.path.join(d, "model.onnx"), so_p, providers=["CPUExecutionProvider"])
+        f = feeds(s, a.profile)
+        s.run(None, f)
+        s.run(None, f)
+        events = json.load(open(s.end_profiling()))
+        runs = [e for e in events if e.get("name") == "model_run"]
+        last = runs[-1]
+        by = {}
+        for e in events:
+            if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= last["ts"]:
+                op = e.get("args", {}).get("op_name", "?")
+                by[op] = by.get(op, 0) + e["dur"]
+        total = sum(by.values())
+        top = sorted(by.items(), key=lambda kv: -kv[1])[:14]
+        print(json.dumps({"profile": precision, "size": a.profile, "run_ms": last["dur"] / 1000,
+                          "by_op_pct": {k: round(100 * v / total, 1) for k, v in top}}), flush=True)
+        del s
