@@ -1,13 +1,27 @@
 /**
  * A GraphBuilder bound to a model's weights: `b.param(p)` yields the initializer for a declared parameter,
- * referenced as external data in its safetensors file (float32) or cast to float32 in the graph (fp16/bf16
- * checkpoints: onnxruntime folds the Cast once at session creation).
+ * referenced as float32 external data in its safetensors file. A graph that reads float16 / bfloat16 weights
+ * references a float32 spill file instead (spill_file.ts: every external weight expanded into one temporary file,
+ * written and removed around session creation by `createSession`), so that onnxruntime never holds the fp16 data
+ * and its float32 expansion at once.
  */
+import path from "node:path";
 import { GraphBuilder, type GraphBuilderOptions, type Value } from "./graph_builder.js";
 import type { Param } from "./params.js";
-import { DataType, ELEM_TYPE_TO_ONNX, onnx } from "./proto.js";
+import { DataType, type ITensorProto, type ModelProto, onnx } from "./proto.js";
 import { int8Initializers, int8WeightMax, type QuantizedMatrix } from "./quantize.js";
-import type { BoundWeights } from "./weights.js";
+import { planSpill, SpillFolder, type SpillLayout, type SpillSource } from "./spill_file.js";
+import type { BoundWeights, WeightEntry } from "./weights.js";
+
+type ExternalEntry = Extract<WeightEntry, { kind: "external" }>;
+
+/** Where a session finds the graph's external data (the same fields as RuntimeHost.createSession's options). */
+export interface ExternalDataOptions {
+  /** The folder external-data locations resolve against (undefined when every weight is inline). */
+  externalDataFolder: string | undefined;
+  /** Must be awaited before onnxruntime reads the graph's external data (writes the spill file). */
+  prepareExternalData?: () => Promise<void>;
+}
 
 export interface ModelBuilderOptions extends GraphBuilderOptions {
   /**
@@ -22,6 +36,10 @@ export class ModelBuilder extends GraphBuilder {
   private readonly int8Values = new Map<string, { w: Value; scale: Value }>();
   private readonly int8Options: ModelBuilderOptions["int8"];
   private weightMax: number | undefined;
+  /** External initializers in graph order, with the weight each one reads. */
+  private readonly external: { tensor: ITensorProto; entry: ExternalEntry }[] = [];
+  /** The spill layout the initializers point into, and how many of them it covers. */
+  private spill: { layout: SpillLayout; count: number } | undefined;
 
   constructor(
     readonly weights: BoundWeights,
@@ -52,9 +70,72 @@ export class ModelBuilder extends GraphBuilder {
     return v;
   }
 
-  /** The external-data folder to give the runtime (undefined when every weight is inline). */
+  /** Whether the graph reads float16 / bfloat16 weights (its session then needs a spill file: createSession). */
+  get needsSpill(): boolean {
+    return this.external.some((x) => x.entry.dtype !== "float32");
+  }
+
+  /**
+   * The external-data folder to give the runtime (undefined when every weight is inline). A graph that needs a
+   * spill file has none until its session is created: use createSession.
+   */
   get externalDataFolder(): string | undefined {
+    if (this.needsSpill) {
+      throw new Error(
+        `graph "${this.name}" reads float16/bfloat16 weights, which are expanded to float32 in a temporary ` +
+          "file while its session is created: create it with ModelBuilder.createSession",
+      );
+    }
     return this.weights.folder;
+  }
+
+  /**
+   * Creates the graph's session: `create(model, external)`, where `external` are the external-data fields of
+   * RuntimeHost.createSession's options. A graph that reads float16 / bfloat16 weights gets a fresh spill folder
+   * and `prepareExternalData`, which writes the float32 spill file into it (spill_file.ts); the runtime awaits it
+   * before onnxruntime reads the graph's weights (not at all when its graph cache serves the session). The folder
+   * is removed as soon as `create` settles, resolved or rejected.
+   */
+  async createSession<T>(
+    create: (model: Uint8Array, external: ExternalDataOptions) => Promise<T>,
+  ): Promise<T> {
+    const model = this.serialize();
+    const layout = this.spill?.layout;
+    if (!layout) return create(model, { externalDataFolder: this.weights.folder });
+    const spill = await SpillFolder.create();
+    try {
+      return await create(model, {
+        externalDataFolder: spill.folder,
+        prepareExternalData: async () => {
+          await spill.write(layout);
+        },
+      });
+    } finally {
+      await spill.remove();
+    }
+  }
+
+  /** The model; the external initializers point into the spill file when the graph needs one. */
+  override toModel(docString?: string): ModelProto {
+    this.placeExternalData();
+    return super.toModel(docString);
+  }
+
+  /** (Re)points every external initializer into the spill layout if the graph needs one (idempotent). */
+  private placeExternalData(): void {
+    if (!this.needsSpill || this.spill?.count === this.external.length) return;
+    const folder = this.weights.folder as string;
+    const sources: SpillSource[] = this.external.map(({ entry: e }) => ({
+      file: path.join(folder, e.location),
+      offset: e.offset,
+      length: e.length,
+      dtype: e.dtype as SpillSource["dtype"],
+    }));
+    const layout = planSpill(this.name, sources);
+    layout.items.forEach((item, i) => {
+      this.external[i]!.tensor.externalData = externalRef(layout.location, item.offset, item.length);
+    });
+    this.spill = { layout, count: this.external.length };
   }
 
   param(p: Param): Value {
@@ -70,24 +151,29 @@ export class ModelBuilder extends GraphBuilder {
         rawData: new Uint8Array(e.data.buffer, e.data.byteOffset, e.data.byteLength),
       });
     } else {
-      const stored = e.dtype === "float32" ? p.key : `${p.key}::${e.dtype}`;
-      const init = this.addInitializer({
-        name: stored,
+      if (e.dtype !== "float32" && e.dtype !== "float16" && e.dtype !== "bfloat16") {
+        throw new Error(`${p.key}: weights of dtype ${e.dtype} cannot be used as float32 parameters`);
+      }
+      // float16 / bfloat16 ones are re-pointed into the spill file by placeExternalData.
+      const tensor: ITensorProto = {
+        name: p.key,
         dims: e.shape,
-        dataType: ELEM_TYPE_TO_ONNX[e.dtype],
+        dataType: DataType.FLOAT,
         dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
-        externalData: [
-          { key: "location", value: e.location },
-          { key: "offset", value: String(e.offset) },
-          { key: "length", value: String(e.length) },
-        ],
-      });
-      v =
-        e.dtype === "float32"
-          ? init
-          : this.node("Cast", [init], { to: DataType.FLOAT }, { outputNames: [p.key] })[0]!;
+        externalData: externalRef(e.location, e.offset, e.length),
+      };
+      this.external.push({ tensor, entry: e });
+      v = this.addInitializer(tensor);
     }
     this.paramValues.set(p.key, v);
     return v;
   }
+}
+
+function externalRef(location: string, offset: number, length: number): ITensorProto["externalData"] {
+  return [
+    { key: "location", value: location },
+    { key: "offset", value: String(offset) },
+    { key: "length", value: String(length) },
+  ];
 }

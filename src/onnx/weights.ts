@@ -1,6 +1,7 @@
 /**
  * Weights for graph initializers: safetensors tensors referenced as ONNX external data (no copy: onnxruntime
- * maps the file), or in-memory arrays inlined (tests, small constants). Binding is strict: missing, unexpected and
+ * maps the file; float16 / bfloat16 ones through a float32 spill file, see model_builder.ts), or in-memory arrays
+ * inlined (tests, small constants). Binding is strict: missing, unexpected and
  * mis-shaped keys are reported together in one error (nanoGPT-style from_pretrained checks).
  */
 import { realpathSync } from "node:fs";

@@ -17,8 +17,7 @@
  * file the graph references. Intra-op threads do not change the optimized graph (checked with 1/2/4 threads) and
  * are not part of the key.
  *
- * Disk cost: an entry holds the whole model's weights once more, as float32 after constant folding (the fp16
- * Casts are folded): ~1.9 GB for the x4 UNet, 1.4 GB text encoder, 0.2 GB VAE decoder; one entry per distinct
+ * Disk cost: an entry holds the whole model's weights once more, as float32 (fp16 checkpoints too): ~1.9 GB for the x4 UNet, 1.4 GB text encoder, 0.2 GB VAE decoder; one entry per distinct
  * graph (attention options, clip skip, encoder/decoder). Nothing is evicted: delete the folder to reclaim it.
  */
 import { createHash, randomBytes } from "node:crypto";
@@ -164,6 +163,15 @@ export interface GraphCacheKeyInput {
   graphOptimizationLevel: string;
 }
 
+/**
+ * External-data files named after their own identity (`<name>.id-<32+ hex>.bin`: the float32 spill file of an
+ * fp16 / bf16 checkpoint, src/onnx/spill_file.ts, whose name hashes its sources' paths, sizes and mtimes). The
+ * name is in the graph bytes, so the key records only the name: such a file is a fresh temporary file on every
+ * session creation (its path and mtime would make every lookup miss), written only when the entry misses
+ * (CreateSessionOptions.prepareExternalData), so it need not exist when the key is computed.
+ */
+export const SELF_IDENTIFIED_LOCATION = /\.id-[0-9a-f]{32,}\.bin$/;
+
 /** The cache key (sha256 hex) of a graph and the fields it was computed from. Throws if a weight file is missing. */
 export async function graphCacheKey(
   input: GraphCacheKeyInput,
@@ -171,6 +179,10 @@ export async function graphCacheKey(
   const folder = input.externalDataFolder ?? process.cwd();
   const external_data: GraphCacheKeyFields["external_data"] = [];
   for (const location of externalDataLocations(input.model)) {
+    if (SELF_IDENTIFIED_LOCATION.test(location)) {
+      external_data.push({ location, path: "", size: 0, mtime_ms: 0 });
+      continue;
+    }
     const file = await realpath(path.resolve(folder, location));
     const s = await stat(file);
     external_data.push({ location, path: file, size: s.size, mtime_ms: s.mtimeMs });

@@ -50,6 +50,12 @@ export interface CreateSessionOptions extends RuntimeOptions {
    * rejects symlinks). Without it onnxruntime resolves them against the process cwd.
    */
   externalDataFolder?: string;
+  /**
+   * Makes the model's external data available (e.g. writes the float32 spill file of an fp16 checkpoint, see
+   * src/onnx/spill_file.ts); awaited once, before onnxruntime first reads the model, and not called when the
+   * graph cache serves the session from an entry. Its rejection fails the creation.
+   */
+  prepareExternalData?: () => Promise<void>;
 }
 
 async function resolveFolder(folder: string): Promise<string> {
@@ -118,10 +124,19 @@ export class RuntimeHost {
     }
     if (this.closed) throw new RuntimeError(`${label}: the runtime host is closed`, "CLOSED", name);
     const backend = this.liveBackend();
+    let prepared: Promise<void> | undefined;
+    // A path is a graph cache entry (weights inside it); bytes read the model's own external data.
+    const create = async (m: Uint8Array | string, o: typeof ortOptions) => {
+      if (typeof m !== "string" && options.prepareExternalData) {
+        prepared ??= options.prepareExternalData();
+        await prepared;
+      }
+      return backend.create(name, m, o);
+    };
     try {
       let graphCache: GraphCacheOutcome | undefined;
       let info: Awaited<ReturnType<typeof backend.create>>;
-      if (cacheDir === undefined) info = await backend.create(name, model, ortOptions);
+      if (cacheDir === undefined) info = await create(model, ortOptions);
       else {
         ({ info, outcome: graphCache } = await createWithGraphCache({
           dir: cacheDir,
@@ -129,7 +144,7 @@ export class RuntimeHost {
           model,
           options: ortOptions,
           externalDataFolder,
-          create: (m, o) => backend.create(name, m, o),
+          create,
         }));
       }
       return new RemoteSession(name, info, backend, graphCache);

@@ -48,13 +48,14 @@ function f32bytes(a: Float32Array): Uint8Array {
 }
 
 async function run(b: ModelBuilder, feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
-  const extra: Record<string, Record<string, string>> = {};
-  if (b.externalDataFolder) {
-    extra.session = { model_external_initializers_file_folder_path: b.externalDataFolder };
-  }
-  const s = await ort.InferenceSession.create(b.serialize(), {
-    extra,
-  } as ort.InferenceSession.SessionOptions);
+  const s = await b.createSession(async (model, external) => {
+    await external.prepareExternalData?.();
+    const extra: Record<string, Record<string, string>> = {};
+    if (external.externalDataFolder) {
+      extra.session = { model_external_initializers_file_folder_path: external.externalDataFolder };
+    }
+    return ort.InferenceSession.create(model, { extra } as ort.InferenceSession.SessionOptions);
+  });
   return s.run(feeds);
 }
 
@@ -110,7 +111,7 @@ describe("onnx graph builder", () => {
     assertClose(out.data as Float32Array, exp, { atol: 1e-5, rtol: 1e-5 }, "linear+groupnorm");
   });
 
-  test("fp16 weights are cast to float32 in the graph", async () => {
+  test("fp16 weights are expanded to float32 (spill file)", async () => {
     const dir = realpathSync(mkdtempSync(join(tmpdir(), "sdx4-b-")));
     // 1.0, -2.5, 0.5 in IEEE half
     const half = new Uint16Array([0x3c00, 0xc100, 0x3800, 0x0000]);

@@ -237,11 +237,9 @@ export class CLIPTextModel {
         if (c.active === 0) void closeSession(c);
       }
       const b = this.buildGraph({ attentionMask: true, outputHiddenStates: true, clipSkip });
-      const session = this.runtime.createSession(b.serialize(), {
-        ...this.runtimeOptions,
-        name: "text_encoder",
-        externalDataFolder: b.externalDataFolder,
-      });
+      const session = b.createSession((model, external) =>
+        this.runtime.createSession(model, { ...this.runtimeOptions, name: "text_encoder", ...external }),
+      );
       c = { key, session, active: 0, stale: false };
       const created = c;
       // A failed creation is not cached: the next forward tries again.

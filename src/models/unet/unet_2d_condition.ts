@@ -472,11 +472,9 @@ export class UNet2DConditionModel {
     this.release();
     const b = this.buildGraph();
     const host = this.runtime ?? defaultRuntimeHost();
-    const promise = host.createSession(b.serialize(), {
-      ...this.runtimeOptions,
-      name: "unet",
-      externalDataFolder: b.externalDataFolder,
-    });
+    const promise = b.createSession((model, external) =>
+      host.createSession(model, { ...this.runtimeOptions, name: "unet", ...external }),
+    );
     this.session = { key, promise };
     promise.catch(() => {
       if (this.session?.promise === promise) this.session = undefined;

@@ -307,11 +307,10 @@ export class AutoencoderKL {
     this.releaseSession(kind);
     const b = kind === "decode" ? this.buildDecodeGraph() : this.buildEncodeGraph();
     const host = this.runtime ?? defaultRuntimeHost();
-    const promise = host.createSession(b.serialize(), {
-      ...this.runtimeOptions,
-      name: kind === "decode" ? "vae_decoder" : "vae_encoder",
-      externalDataFolder: b.externalDataFolder,
-    });
+    const name = kind === "decode" ? "vae_decoder" : "vae_encoder";
+    const promise = b.createSession((model, external) =>
+      host.createSession(model, { ...this.runtimeOptions, name, ...external }),
+    );
     this.sessions.set(kind, { key, promise });
     promise.catch(() => {
       if (this.sessions.get(kind)?.promise === promise) this.sessions.delete(kind);
