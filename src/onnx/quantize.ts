@@ -16,7 +16,7 @@
  * Measured (onnxruntime 1.30, 2 threads, Intel Xeon with AMX, 3×3 conv 256→256 on 2×256×128²): 121 ms float32 Conv,
  * 49 ms this form; a 8192×1024 × 1024×4096 matmul: 334 ms float32, 61 ms DynamicQuantizeMatMul.
  */
-import { readFileSync } from "node:fs";
+import { cpuFlags } from "../io/cpu_info.js";
 import type { Value } from "./graph_builder.js";
 import * as op from "./ops.js";
 import { DataType } from "./proto.js";
@@ -42,19 +42,6 @@ export function int8WeightMax(flags: readonly string[] | undefined = cpuFlags())
   if (process.arch === "arm64") return 127;
   if (!flags) return 63;
   return flags.some((f) => f === "avx512_vnni" || f === "avx_vnni" || f === "amx_int8") ? 127 : 63;
-}
-
-/** /proc/cpuinfo flags on Linux (undefined elsewhere). */
-export function cpuFlags(): string[] | undefined {
-  if (process.platform !== "linux") return undefined;
-  try {
-    const line = readFileSync("/proc/cpuinfo", "utf8")
-      .split("\n")
-      .find((l) => /^(flags|Features)\s*:/.test(l));
-    return line ? (line.split(":")[1] ?? "").trim().split(/\s+/) : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 const ROUND_MAGIC = 6755399441055744;

@@ -21,12 +21,12 @@
  * graph (attention options, clip skip, encoder/decoder). Nothing is evicted: delete the folder to reclaim it.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { mkdir, readdir, readFile, realpath, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
-import { cpus, homedir } from "node:os";
+import { homedir } from "node:os";
 import path from "node:path";
 import onnxProto from "onnx-proto";
 import * as ort from "onnxruntime-node";
+import { cpuIdentity } from "../io/cpu_info.js";
 import { errorMessage } from "./errors.js";
 import type { SessionInfo } from "./protocol.js";
 import { EXTERNAL_DATA_FOLDER_KEY } from "./session_options.js";
@@ -102,21 +102,6 @@ export async function openGraphCacheDir(dir: string): Promise<string> {
   } catch (e) {
     throw new Error(`graphCache folder ${JSON.stringify(dir)} cannot be used: ${errorMessage(e)}`);
   }
-}
-
-let cpuIdentityMemo: { model: string; flags: string } | undefined;
-
-/** CPU model and feature flags (/proc/cpuinfo `flags` on x86 Linux, `Features` on Arm Linux). */
-export function cpuIdentity(): { model: string; flags: string } {
-  if (cpuIdentityMemo) return cpuIdentityMemo;
-  let flags = "";
-  try {
-    flags = /^(?:flags|Features)\s*:\s*(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1]?.trim() ?? "";
-  } catch {
-    // Not Linux: the model name is all there is (it implies the feature set on macOS and Windows machines).
-  }
-  cpuIdentityMemo = { model: cpus()[0]?.model.trim() ?? "unknown", flags };
-  return cpuIdentityMemo;
 }
 
 type GraphProto = onnxProto.onnx.IGraphProto;
