@@ -12,6 +12,7 @@ import {
   INTRA_OP_SPINNING_KEY,
   toOrtSessionOptions,
 } from "../../src/runtime/session_options.js";
+import { addModel } from "./models.js";
 
 const cpuOnly: BackendProbe = {
   backends: [{ name: "cpu", bundled: true }],
@@ -68,6 +69,39 @@ describe("toOrtSessionOptions", () => {
   test("result is structured-cloneable (it crosses the worker boundary)", () => {
     const o = toOrtSessionOptions({ threads: 2 }, { probe: cpuOnly, externalDataFolder: "/w" });
     assert.deepEqual(structuredClone(o), o);
+  });
+
+  test("memory: pattern off and arena on by default; both switchable", () => {
+    const d = toOrtSessionOptions({}, { probe: cpuOnly });
+    assert.equal(d.enableMemPattern, false);
+    assert.equal(d.enableCpuMemArena, true);
+    const o = toOrtSessionOptions({ memoryPattern: true, memoryArena: false }, { probe: cpuOnly });
+    assert.equal(o.enableMemPattern, true);
+    assert.equal(o.enableCpuMemArena, false);
+    for (const key of ["memoryPattern", "memoryArena"] as const) {
+      assert.throws(
+        () => toOrtSessionOptions({ [key]: "no" as never }, { probe: cpuOnly }),
+        new RegExp(`${key} must be a boolean, got no`),
+      );
+    }
+  });
+
+  test("memory options reach onnxruntime: a session runs with arena and pattern off or on", async () => {
+    for (const [memoryPattern, memoryArena] of [
+      [false, false],
+      [true, true],
+    ] as const) {
+      const s = await ort.InferenceSession.create(
+        addModel(),
+        toOrtSessionOptions({ memoryPattern, memoryArena }, { probe: cpuOnly }),
+      );
+      const a = new ort.Tensor("float32", Float32Array.from([1, 2, 3, 4]), [2, 2]);
+      for (let i = 0; i < 2; i++) {
+        const out = await s.run({ a, b: a });
+        assert.deepEqual([...(out.c as ort.Tensor).data], [2, 4, 6, 8]);
+      }
+      await s.release();
+    }
   });
 
   test("threads must be a positive integer", () => {
