@@ -44,6 +44,12 @@ async function main(argv: string[]): Promise<number> {
     return cmd.exitCode;
   }
   const plan = cmd.plan;
+  // Offload frees each model after its stage; glibc hands that memory back only with a fixed mmap threshold, which
+  // must be set before the process starts: run in a child process that has it (malloc_relaunch.ts).
+  if (plan.modelOffload) {
+    const m = await import("./malloc_relaunch.js");
+    if (m.shouldRelaunch(process.env, m.runsOnGlibc())) return m.relaunchWithMmapThreshold();
+  }
   // Loaded only now, so that --help and usage errors do not load the pipeline's modules.
   const { preflight, runUpscale } = await import("./run.js");
   let images: Awaited<ReturnType<typeof preflight>>;

@@ -241,7 +241,9 @@ export class StableDiffusionUpscalePipeline {
   /**
    * diffusers' enable_model_cpu_offload, for onnxruntime: keep one model's session alive at a time (the text
    * encoder is freed after encoding, the UNet after the denoising loop, the VAE after decoding). Peak memory drops
-   * to the largest single model; each call pays the session creations again.
+   * to the largest single model; each call pays the session creations again. On glibc, a released model's memory
+   * stays in malloc's heaps (only partly reused by the next model) unless the process was started with
+   * `MALLOC_MMAP_THRESHOLD_=262144`, as the CLI does (README, "Memory").
    */
   enableModelOffload(): void {
     this.modelOffload = true;

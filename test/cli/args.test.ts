@@ -88,6 +88,15 @@ describe("defaults", () => {
     assert.equal(plan().load.graphCache, undefined);
   });
 
+  test("--low-memory: model offload + memory-efficient attention, no tiling (it changes the image)", () => {
+    const p = plan("--low-memory");
+    assert.equal(p.modelOffload, true);
+    assert.equal(p.memoryEfficientAttention, true);
+    assert.equal(p.vaeTiling, false);
+    assert.equal(plan("--low-memory", "--vae-tiling").vaeTiling, true);
+    assert.equal(plan().modelOffload, false);
+  });
+
   test("--attention-slicing without a value is auto; a number is a slice size", () => {
     assert.equal(
       buildRunPlan(["upscale", "in.png", "-o", "o.png", "--attention-slicing"]).attentionSlicing,
