@@ -10,6 +10,8 @@
  *          type), --tiled (VAE: memory-efficient attention + tiling),
  *          --memory-efficient (UNet / VAE / pipeline: onnxruntime's fused attention), --steps N (pipeline, default 20),
  *          --precision float32|int8 (UNet / pipeline: the int8 fast path),
+ *          --offload (pipeline: model offload), --tiled (pipeline: VAE tiling), --memory-pattern / --no-memory-arena
+ *          (onnxruntime's memory pattern on / CPU arena off: RuntimeOptions.memoryPattern / memoryArena),
  *          --threads N (intra-op threads; default onnxruntime's choice), --model <dir> (default bench/cache/x4-random,
  *          built on first use with scripts/make_random_model.ts), --timeout <s> (per child, suite mode),
  *          --graph-cache [dir] (RuntimeOptions.graphCache; --sessions adds a cache miss + hit, in a fresh temp
@@ -45,6 +47,9 @@ interface Args {
   profile: boolean;
   tiled: boolean;
   memoryEfficient: boolean;
+  offload: boolean;
+  memoryPattern?: boolean;
+  memoryArena?: boolean;
   precision: Precision;
   /** --graph-cache [dir]: "" = the mode's default folder. */
   graphCache?: string;
@@ -62,6 +67,7 @@ function parseArgs(argv: string[]): Args {
     profile: false,
     tiled: false,
     memoryEfficient: false,
+    offload: false,
     precision: "float32",
     timeout: 3600,
   };
@@ -123,6 +129,15 @@ function parseArgs(argv: string[]): Args {
         break;
       case "--memory-efficient":
         a.memoryEfficient = true;
+        break;
+      case "--offload":
+        a.offload = true;
+        break;
+      case "--memory-pattern":
+        a.memoryPattern = true;
+        break;
+      case "--no-memory-arena":
+        a.memoryArena = false;
         break;
       case "--graph-cache": {
         const next = argv[i + 1];
@@ -236,6 +251,12 @@ function suite(a: Args): SuiteEntry[] {
     e("vae-128-mea", "--component", "vae", "--size", "128", "--memory-efficient", "--runs", "3"),
     e("vae-256-tiled", "--component", "vae", "--size", "256", "--tiled", "--runs", "1", "--warmup", "0"),
     e("pipeline-128", "--component", "pipeline", "--size", "128", "--steps", String(a.steps), "--runs", "1"),
+    // Peak memory of one call with the CLI's --low-memory options (2 steps: a repeated UNet run is included).
+    e(
+      "pipeline-128-low-memory",
+      ...["--component", "pipeline", "--size", "128", "--steps", "2", "--warmup", "0", "--runs", "1"],
+      ...["--offload", "--memory-efficient"],
+    ),
     e("profile-unet-64", "--component", "unet", "--size", "64", "--profile"),
   ];
 }
@@ -421,6 +442,9 @@ async function main(): Promise<void> {
     threads: a.threads,
     tiled: a.tiled,
     memoryEfficient: a.memoryEfficient,
+    offload: a.offload,
+    memoryPattern: a.memoryPattern,
+    memoryArena: a.memoryArena,
     precision: a.precision,
     ...(a.graphCache !== undefined ? { graphCache: a.graphCache } : {}),
   };

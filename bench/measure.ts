@@ -46,6 +46,11 @@ export interface MeasureOptions {
   tiled?: boolean;
   /** UNet / VAE / pipeline: onnxruntime's fused MultiHeadAttention (enableMemoryEfficientAttention). */
   memoryEfficient?: boolean;
+  /** Pipeline: enableModelOffload (one session alive at a time). */
+  offload?: boolean;
+  /** RuntimeOptions.memoryPattern / memoryArena (default: sdx4's, pattern off and arena on). */
+  memoryPattern?: boolean;
+  memoryArena?: boolean;
   /** UNet / pipeline: "int8" builds the UNet's dynamically quantized graph. */
   precision?: Precision;
   /** RuntimeOptions.graphCache folder; "" = sessions: a fresh temp folder, run: bench/cache/optimized-graphs. */
@@ -244,11 +249,13 @@ async function makeTarget(o: MeasureOptions, host: RuntimeHost, ro: RuntimeOptio
   });
   const load_s = now() - t0;
   if (o.memoryEfficient) pipe.enableMemoryEfficientAttention();
+  if (o.offload) pipe.enableModelOffload();
+  if (o.tiled) pipe.enableVaeTiling();
   const image = testImage(S);
   const f = pipe.vaeScaleFactor;
   const stepTimes: number[][] = [];
   const target: Target = {
-    label: `pipeline ${o.steps} steps, ${S}x${S} -> ${S * f}x${S * f}, CFG 9 (UNet batch 2), DDIM, output np${o.memoryEfficient ? ", memory-efficient attention" : ""}${o.precision === "int8" ? ", int8 UNet" : ""}`,
+    label: `pipeline ${o.steps} steps, ${S}x${S} -> ${S * f}x${S * f}, CFG 9 (UNet batch 2), DDIM, output np${o.memoryEfficient ? ", memory-efficient attention" : ""}${o.offload ? ", model offload" : ""}${o.tiled ? ", VAE tiling" : ""}${o.precision === "int8" ? ", int8 UNet" : ""}`,
     load_s,
     stepTimes,
     call: async () => {
@@ -401,6 +408,8 @@ export async function measure(o: MeasureOptions): Promise<Measurement> {
   const loadavg_start = loadavg().map((x) => round(x, 2));
   const host = new RuntimeHost();
   const ro: RuntimeOptions = o.threads ? { threads: o.threads } : {};
+  if (o.memoryPattern !== undefined) ro.memoryPattern = o.memoryPattern;
+  if (o.memoryArena !== undefined) ro.memoryArena = o.memoryArena;
   if (o.graphCache !== undefined && o.mode !== "sessions") {
     ro.graphCache = o.graphCache || fileURLToPath(new URL("./cache/optimized-graphs/", import.meta.url));
   }
