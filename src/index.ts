@@ -24,6 +24,7 @@ export * from "./models/vae/index.js";
 export { GraphBuilder, Value } from "./onnx/graph_builder.js";
 export { ModelBuilder } from "./onnx/model_builder.js";
 export { ParamStore, Scope } from "./onnx/params.js";
+export { int8WeightMax, PRECISIONS, type Precision } from "./onnx/quantize.js";
 export { bindWeights, WeightError, WeightSet } from "./onnx/weights.js";
 // Pipeline
 export {

@@ -15,6 +15,7 @@ export {
   type ClassLabelsKind,
   type UNet2DConditionFromPretrainedOptions,
   type UNet2DConditionInputs,
+  UNET_INT8_KEEP,
   UNet2DConditionModel,
   type UNet2DConditionModelOptions,
 } from "./unet_2d_condition.js";
