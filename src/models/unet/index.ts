@@ -13,9 +13,9 @@ export { type ClassLabelsInput, type TimestepInput, UNetInputError } from "./inp
 export {
   type AttentionSliceSize,
   type ClassLabelsKind,
+  UNET_INT8_KEEP,
   type UNet2DConditionFromPretrainedOptions,
   type UNet2DConditionInputs,
-  UNET_INT8_KEEP,
   UNet2DConditionModel,
   type UNet2DConditionModelOptions,
 } from "./unet_2d_condition.js";
