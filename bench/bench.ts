@@ -26,6 +26,7 @@ import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { isCompleteRandomModel, makeRandomX4Pipeline } from "../scripts/make_random_model.js";
+import { cpuIdentity } from "../src/io/cpu_info.js";
 import { checkPrecision, type Precision } from "../src/onnx/quantize.js";
 import { type BenchComponent, type Measurement, type MeasureOptions, measure } from "./measure.js";
 
@@ -167,13 +168,7 @@ function ensureModel(dir: string): void {
 // Machine and reference
 
 function cpuFlags(): Record<string, boolean> {
-  let flags = "";
-  try {
-    flags = /^flags\s*:\s*(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "";
-  } catch {
-    // not Linux
-  }
-  const set = new Set(flags.split(/\s+/));
+  const set = new Set(cpuIdentity().flags.split(/\s+/));
   return Object.fromEntries(
     ["avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16"].map(
       (f) => [f, set.has(f)],

@@ -4,48 +4,19 @@
  * and Ctrl-C (exit 130, nothing written).
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import sharp from "sharp";
 import { readNpy } from "../../src/image/npy.js";
-import { assertClose, FIXTURES, type FixtureCase, REPO_ROOT, tensorOf } from "../helpers/fixtures.js";
+import { CAT, type CliResult, runCli as run, TINY } from "../helpers/cli.js";
+import { assertClose, type FixtureCase, tensorOf } from "../helpers/fixtures.js";
 import { pipelineGroup } from "../pipelines/pipeline_cases.js";
 
-const MAIN = join(REPO_ROOT, "src/cli/main.ts");
-const TINY = join(FIXTURES, "models/tiny-upscaler");
-const CAT = join(REPO_ROOT, "examples/cat.png");
-
-interface CliResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
 function runCli(args: string[], onStderr?: (all: string, child: ChildProcess) => void): Promise<CliResult> {
-  const env: NodeJS.ProcessEnv = { ...process.env, HF_HUB_OFFLINE: "1" };
-  delete env.SDX4_DEBUG;
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", MAIN, ...args], {
-      cwd: REPO_ROOT,
-      env,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => {
-      stdout += d;
-    });
-    child.stderr.on("data", (d) => {
-      stderr += d;
-      onStderr?.(stderr, child);
-    });
-    child.on("error", reject);
-    child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
+  return run(args, { unsetEnv: ["SDX4_DEBUG"], onStderr });
 }
 
 const work = mkdtempSync(join(tmpdir(), "sdx4-cli-"));

@@ -4,7 +4,6 @@
  * and Ctrl-C still stops the run with 130.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,11 +15,7 @@ import {
   runsOnGlibc,
   shouldRelaunch,
 } from "../../src/cli/malloc_relaunch.js";
-import { FIXTURES, REPO_ROOT } from "../helpers/fixtures.js";
-
-const MAIN = join(REPO_ROOT, "src/cli/main.ts");
-const TINY = join(FIXTURES, "models/tiny-upscaler");
-const CAT = join(REPO_ROOT, "examples/cat.png");
+import { CAT, runCli, TINY } from "../helpers/cli.js";
 
 describe("shouldRelaunch", () => {
   test("glibc without the setting: yes; otherwise no", () => {
@@ -49,34 +44,16 @@ function childEnv(pid: number): string[] {
 
 describe("sdx4 upscale --low-memory (tiny model)", { skip: !runsOnGlibc() && "needs glibc" }, () => {
   function run(args: string[], onStep?: (pid: number) => void) {
-    const env: NodeJS.ProcessEnv = { ...process.env, HF_HUB_OFFLINE: "1" };
-    delete env[MMAP_THRESHOLD_VAR];
-    delete env[RELAUNCHED_VAR];
-    delete env.GLIBC_TUNABLES;
-    return new Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }>(
-      (resolve, reject) => {
-        const child = spawn(process.execPath, ["--import", "tsx", MAIN, ...args], {
-          cwd: REPO_ROOT,
-          env,
-          stdio: ["ignore", "pipe", "pipe"],
-        });
-        let stdout = "";
-        let stderr = "";
-        let stepped = false;
-        child.stdout.on("data", (d) => {
-          stdout += d;
-        });
-        child.stderr.on("data", (d) => {
-          stderr += d;
-          if (!stepped && stderr.includes('"event":"step"')) {
-            stepped = true;
-            onStep?.(child.pid as number);
-          }
-        });
-        child.on("error", reject);
-        child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr }));
+    let stepped = false;
+    return runCli(args, {
+      unsetEnv: [MMAP_THRESHOLD_VAR, RELAUNCHED_VAR, "GLIBC_TUNABLES"],
+      onStderr: (all, child) => {
+        if (!stepped && all.includes('"event":"step"')) {
+          stepped = true;
+          onStep?.(child.pid as number);
+        }
       },
-    );
+    });
   }
 
   test("runs in a child with the threshold set; output and exit code pass through", async () => {
