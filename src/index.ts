@@ -21,6 +21,13 @@ export * from "./models/clip/index.js";
 export * from "./models/unet/index.js";
 export * from "./models/vae/index.js";
 // Graph builder (for defining further models)
+export {
+  CONV_ALGORITHMS,
+  type ConvAlgorithm,
+  type ConvPlan,
+  convPlan,
+  WINOGRAD_AUTO,
+} from "./onnx/conv_plan.js";
 export { GraphBuilder, Value } from "./onnx/graph_builder.js";
 export { ModelBuilder } from "./onnx/model_builder.js";
 export { ParamStore, Scope } from "./onnx/params.js";

@@ -87,6 +87,12 @@ export class GraphBuilder {
     return this.initializerNames.has(name);
   }
 
+  /** The initializer `name`, added by `make` the first time (constants shared by several nodes). */
+  sharedInitializer(name: string, make: () => Omit<ITensorProto, "name">): Value {
+    if (this.initializerNames.has(name)) return new Value(this, name);
+    return this.addInitializer({ ...make(), name });
+  }
+
   /** Adds an initializer (inline or external) and returns its value. */
   addInitializer(tensor: ITensorProto): Value {
     const name = tensor.name as string;

@@ -6,12 +6,14 @@
  * and its float32 expansion at once.
  */
 import path from "node:path";
+import type { ConvPlan } from "./conv_plan.js";
 import { GraphBuilder, type GraphBuilderOptions, type Value } from "./graph_builder.js";
 import type { Param } from "./params.js";
 import { DataType, type ITensorProto, type ModelProto, onnx } from "./proto.js";
 import { int8Initializers, int8WeightMax, type QuantizedMatrix } from "./quantize.js";
 import { planSpill, SpillFolder, type SpillLayout, type SpillSource } from "./spill_file.js";
 import type { BoundWeights, WeightEntry } from "./weights.js";
+import { winogradFilterGraph } from "./winograd.js";
 
 type ExternalEntry = Extract<WeightEntry, { kind: "external" }>;
 
@@ -29,12 +31,17 @@ export interface ModelBuilderOptions extends GraphBuilderOptions {
    * the parameter keys that stay float32 (e.g. the first and last convolution, the time embedding).
    */
   int8?: { keep?: (weightKey: string) => boolean; weightMax?: number };
+  /** How float32 convolutions are built (conv_plan.ts: `convPlan`); default: onnxruntime's Conv for all. */
+  conv?: ConvPlan;
 }
 
 export class ModelBuilder extends GraphBuilder {
   private readonly paramValues = new Map<string, Value>();
   private readonly int8Values = new Map<string, { w: Value; scale: Value }>();
   private readonly int8Options: ModelBuilderOptions["int8"];
+  /** How float32 convolutions are built. */
+  readonly convPlan: ConvPlan;
+  private readonly winogradValues = new Map<string, Value>();
   private weightMax: number | undefined;
   /** External initializers in graph order, with the weight each one reads. */
   private readonly external: { tensor: ITensorProto; entry: ExternalEntry }[] = [];
@@ -47,6 +54,16 @@ export class ModelBuilder extends GraphBuilder {
   ) {
     super(options);
     this.int8Options = options.int8;
+    this.convPlan = options.conv ?? {};
+  }
+
+  /** The Winograd-transformed filters U [36, K, C] of a 3×3 conv weight (folded at session creation). */
+  winogradWeight(p: Param): Value {
+    const hit = this.winogradValues.get(p.key);
+    if (hit) return hit;
+    const v = winogradFilterGraph(this.param(p));
+    this.winogradValues.set(p.key, v);
+    return v;
   }
 
   /** Whether the layer owning weight `key` is built as an int8 kernel. */

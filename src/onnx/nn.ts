@@ -3,11 +3,14 @@
  * [out, in], Conv2d.weight [out, in/groups, k, k]). Each declares its parameters in a Scope at construction and
  * emits ops in `forward`.
  */
+
+import { pointwiseConv } from "./conv_plan.js";
 import type { Value } from "./graph_builder.js";
 import type { ModelBuilder } from "./model_builder.js";
 import * as op from "./ops.js";
 import type { Param, Scope } from "./params.js";
 import { int8Conv2d, int8Linear, quantizeConvWeight, quantizeLinearWeight } from "./quantize.js";
+import { winogradConv3x3 } from "./winograd.js";
 
 export class Linear {
   readonly weight: Param;
@@ -58,6 +61,33 @@ export class Conv2d {
         stride: this.opts.stride ?? 1,
         padding: this.opts.padding ?? 0,
       });
+    }
+    const stride1 = (this.opts.stride ?? 1) === 1;
+    const plan = b.convPlan;
+    if (groups === 1 && stride1 && this.kernel === 3 && this.opts.padding === 1 && plan.winograd?.(this)) {
+      const u = b.winogradWeight(this.weight);
+      return winogradConv3x3(
+        x,
+        u,
+        this.bias ? b.param(this.bias) : undefined,
+        this.inChannels,
+        this.outChannels,
+      );
+    }
+    if (
+      groups === 1 &&
+      stride1 &&
+      this.kernel === 1 &&
+      (this.opts.padding ?? 0) === 0 &&
+      plan.pointwiseMatMul
+    ) {
+      return pointwiseConv(
+        x,
+        b.param(this.weight),
+        this.bias ? b.param(this.bias) : undefined,
+        this.inChannels,
+        this.outChannels,
+      );
     }
     return op.conv(x, b.param(this.weight), this.bias ? b.param(this.bias) : undefined, {
       kernel: this.kernel,

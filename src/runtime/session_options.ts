@@ -9,6 +9,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import * as ort from "onnxruntime-node";
+import { type ConvAlgorithm, checkConvAlgorithm } from "../onnx/conv_plan.js";
 
 export type ExecutionProviderName = "cpu" | "cuda" | "webgpu";
 export type GraphOptimizationLevel = "disabled" | "basic" | "extended" | "all";
@@ -49,6 +50,14 @@ export interface RuntimeOptions {
    * run (lower memory while several sessions stay loaded), at the cost of fresh page faults on every run.
    */
   memoryArena?: boolean;
+  /**
+   * How float32 3×3 convolutions are built (src/onnx/winograd.ts). "auto" (default): Winograd's F(4×4, 3×3) on
+   * the CPU execution provider where it is measured faster (both channel counts from 256 to 512: the UNet's and
+   * VAE's large convolutions, 1.5-2.6x faster each), onnxruntime's Conv elsewhere and on other providers.
+   * "direct": always onnxruntime's Conv (bit-closest to PyTorch; the weights of those layers take 4x less memory).
+   * "winograd": every eligible convolution (stride 1, padding 1, groups 1), also on GPU providers.
+   */
+  convAlgorithm?: ConvAlgorithm;
 }
 
 export const EXECUTION_PROVIDERS: readonly ExecutionProviderName[] = ["cpu", "cuda", "webgpu"];
@@ -208,6 +217,7 @@ export function toOrtSessionOptions(
     throw new RangeError(`logSeverityLevel must be 0..4, got ${log}`);
   }
   checkGraphCacheOptions(options, ep);
+  if (options.convAlgorithm !== undefined) checkConvAlgorithm(options.convAlgorithm);
   for (const key of ["memoryPattern", "memoryArena"] as const) {
     const v = options[key];
     if (v !== undefined && typeof v !== "boolean") throw new TypeError(`${key} must be a boolean, got ${v}`);

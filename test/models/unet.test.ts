@@ -122,6 +122,26 @@ for (const m of ["tiny", "twin"] as const) {
   });
 }
 
+for (const m of ["tiny", "twin"] as const) {
+  const skip = MODELS[m] === undefined ? "twin model not present (../shared/fixtures)" : false;
+  test(`${m}: every 3x3 conv on Winograd and 1x1 on MatMul (convAlgorithm "winograd") matches the goldens`, {
+    skip,
+  }, async () => {
+    const u = await UNet2DConditionModel.fromPretrained(MODELS[m] as string, {
+      runtime: host,
+      runtimeOptions: { convAlgorithm: "winograd" },
+    });
+    try {
+      for (const name of ["basic", "batch2_nonsquare", "odd_size"]) {
+        const c = group.get(`${m}_unet_${name}`);
+        check(await run(u, c), c, "out", `${c.name} (winograd)`);
+      }
+    } finally {
+      await u.release();
+    }
+  });
+}
+
 describe("UNet2DConditionModel inputs (tiny)", () => {
   let unet: UNet2DConditionModel | undefined;
   const model = async () => {

@@ -94,6 +94,37 @@ for (const m of ["tiny", "twin"] as const) {
       vae.release();
     });
 
+    test(`${m}: every 3x3 conv on Winograd and 1x1 on MatMul (convAlgorithm "winograd") matches the goldens`, {
+      skip,
+    }, async () => {
+      const vae = await AutoencoderKL.fromPretrained(MODELS[m]!, {
+        runtime: host,
+        runtimeOptions: { convAlgorithm: "winograd" },
+      });
+      try {
+        for (const name of ["vae_decode", "vae_decode_batch2_nonsquare"]) {
+          const c = caseOf(m, name);
+          const out = await vae.decode(host32(tensorOf(group, c, "z")));
+          assertClose(
+            out.data as Float32Array,
+            tensorOf(group, c, "sample").data,
+            c.tolerance,
+            `${c.name} (winograd)`,
+          );
+        }
+        const c = caseOf(m, "vae_encode");
+        const dist = await vae.encode(host32(tensorOf(group, c, "image")));
+        assertClose(
+          dist.mean.data as Float32Array,
+          tensorOf(group, c, "mean").data,
+          c.tolerance,
+          `${c.name} (winograd)`,
+        );
+      } finally {
+        vae.release();
+      }
+    });
+
     test(`${m}_vae_encode`, { skip }, async () => {
       const c = caseOf(m, "vae_encode");
       const vae = await load(m);

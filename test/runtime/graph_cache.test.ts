@@ -90,54 +90,62 @@ describe("graph cache", () => {
     rmSync(root, { recursive: true, force: true });
   });
 
-  test("tiny UNet: a miss writes an entry, a hit (worker, from the file) gives identical outputs", async () => {
-    const unet = await UNet2DConditionModel.fromPretrained(path.join(FIXTURES, "models/tiny-upscaler/unet"));
-    const b = unet.buildGraph();
-    const bytes = b.serialize();
-    const c = unet.config;
-    const cross = unet.layout.crossAttentionDim[0] as number;
-    const feeds: Record<string, HostTensor> = {
-      sample: float32Tensor(randomFloats(c.in_channels * 16 * 16, 1), [1, c.in_channels, 16, 16]),
-      timestep: float32Tensor(new Float32Array([500]), [1]),
-      encoder_hidden_states: float32Tensor(randomFloats(77 * cross, 2), [1, 77, cross]),
-      class_labels: int64Tensor([20], [1]),
-    };
-    const cache = path.join(root, "unet-cache");
-    const worker = new RuntimeHost();
-    try {
-      const outputs: Float32Array[] = [];
-      const statuses: (string | undefined)[] = [];
-      for (const graphCache of [undefined, cache, cache]) {
-        const s = await worker.createSession(new Uint8Array(bytes), {
-          name: "unet",
-          externalDataFolder: b.externalDataFolder,
-          graphCache,
-        });
-        const inputs = { ...feeds };
-        if (!s.inputNames.includes("class_labels")) delete inputs.class_labels;
-        outputs.push((await s.run(inputs)).out_sample!.data as Float32Array);
-        statuses.push(s.graphCache?.status);
-        await s.release();
+  for (const convAlgorithm of ["auto", "winograd"] as const) {
+    test(`tiny UNet (convAlgorithm ${convAlgorithm}): a miss writes an entry, a hit (worker, from the file) gives identical outputs`, async () => {
+      // "winograd": the transformed filters are folded by onnxruntime into the cached graph.
+      const unet = await UNet2DConditionModel.fromPretrained(
+        path.join(FIXTURES, "models/tiny-upscaler/unet"),
+        {
+          runtimeOptions: { convAlgorithm },
+        },
+      );
+      const b = unet.buildGraph();
+      const bytes = b.serialize();
+      const c = unet.config;
+      const cross = unet.layout.crossAttentionDim[0] as number;
+      const feeds: Record<string, HostTensor> = {
+        sample: float32Tensor(randomFloats(c.in_channels * 16 * 16, 1), [1, c.in_channels, 16, 16]),
+        timestep: float32Tensor(new Float32Array([500]), [1]),
+        encoder_hidden_states: float32Tensor(randomFloats(77 * cross, 2), [1, 77, cross]),
+        class_labels: int64Tensor([20], [1]),
+      };
+      const cache = path.join(root, `unet-cache-${convAlgorithm}`);
+      const worker = new RuntimeHost();
+      try {
+        const outputs: Float32Array[] = [];
+        const statuses: (string | undefined)[] = [];
+        for (const graphCache of [undefined, cache, cache]) {
+          const s = await worker.createSession(new Uint8Array(bytes), {
+            name: "unet",
+            externalDataFolder: b.externalDataFolder,
+            graphCache,
+          });
+          const inputs = { ...feeds };
+          if (!s.inputNames.includes("class_labels")) delete inputs.class_labels;
+          outputs.push((await s.run(inputs)).out_sample!.data as Float32Array);
+          statuses.push(s.graphCache?.status);
+          await s.release();
+        }
+        assert.deepEqual(statuses, [undefined, "miss", "hit"]);
+        assert.deepEqual(outputs[1], outputs[0], "miss session = plain session");
+        assert.deepEqual(outputs[2], outputs[0], "hit session = plain session, bit for bit");
+        const [entry] = entries(cache);
+        assert.match(entry!, /^unet-[0-9a-f]{32}$/);
+        assert.deepEqual(readdirSync(path.join(cache, entry!)).sort(), [
+          MANIFEST_FILE,
+          MODEL_FILE,
+          WEIGHTS_FILE,
+        ]);
+        const manifest = JSON.parse(readFileSync(path.join(cache, entry!, MANIFEST_FILE), "utf8"));
+        assert.equal(manifest.name, "unet");
+        assert.equal(manifest.fields.graph_optimization_level, "all");
+        assert.equal(manifest.fields.external_data.length, 1);
+        assert.ok(manifest.files[WEIGHTS_FILE] > 1e6, "the weights live in the side file");
+      } finally {
+        await worker.close();
       }
-      assert.deepEqual(statuses, [undefined, "miss", "hit"]);
-      assert.deepEqual(outputs[1], outputs[0], "miss session = plain session");
-      assert.deepEqual(outputs[2], outputs[0], "hit session = plain session, bit for bit");
-      const [entry] = entries(cache);
-      assert.match(entry!, /^unet-[0-9a-f]{32}$/);
-      assert.deepEqual(readdirSync(path.join(cache, entry!)).sort(), [
-        MANIFEST_FILE,
-        MODEL_FILE,
-        WEIGHTS_FILE,
-      ]);
-      const manifest = JSON.parse(readFileSync(path.join(cache, entry!, MANIFEST_FILE), "utf8"));
-      assert.equal(manifest.name, "unet");
-      assert.equal(manifest.fields.graph_optimization_level, "all");
-      assert.equal(manifest.fields.external_data.length, 1);
-      assert.ok(manifest.files[WEIGHTS_FILE] > 1e6, "the weights live in the side file");
-    } finally {
-      await worker.close();
-    }
-  });
+    });
+  }
 
   test("miss, then hit; the entry is keyed by graph and level", async () => {
     const cache = path.join(root, "basic");

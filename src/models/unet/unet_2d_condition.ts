@@ -13,6 +13,7 @@
  */
 import { join } from "node:path";
 import { loadWeightSet, readJson } from "../../io/model_files.js";
+import { checkConvAlgorithm, convPlan } from "../../onnx/conv_plan.js";
 import type { Value } from "../../onnx/graph_builder.js";
 import { ModelBuilder } from "../../onnx/model_builder.js";
 import { Conv2d, Embedding, GroupNorm, Linear } from "../../onnx/nn.js";
@@ -264,6 +265,7 @@ export class UNet2DConditionModel {
     this.runtime = options.runtime;
     this.runtimeOptions = { ...options.runtimeOptions };
     this.precisionMode = this.checkedPrecision(options.precision ?? "float32");
+    checkConvAlgorithm(this.runtimeOptions.convAlgorithm ?? "auto", `${this.label}: convAlgorithm`);
   }
 
   /** A valid precision for this model's execution provider (int8 uses onnxruntime's CPU integer kernels). */
@@ -418,7 +420,8 @@ export class UNet2DConditionModel {
       this.precisionMode === "int8"
         ? { keep: (k: string) => UNET_INT8_KEEP.test(k), weightMax: options.int8WeightMax }
         : undefined;
-    const b = new ModelBuilder(this.bound, { name: "unet", int8 });
+    const conv = convPlan(this.runtimeOptions.convAlgorithm, this.runtimeOptions.executionProvider);
+    const b = new ModelBuilder(this.bound, { name: "unet", int8, conv });
     const c = this.config;
     const cross = this.layout.crossAttentionDim;
     const crossDim = cross.every((d) => d === cross[0]) ? (cross[0] as number) : "cross_attention_dim";

@@ -7,6 +7,7 @@
  */
 import { join } from "node:path";
 import { loadWeightSet, readJson } from "../../io/model_files.js";
+import { convPlan } from "../../onnx/conv_plan.js";
 import type { Value } from "../../onnx/graph_builder.js";
 import { ModelBuilder } from "../../onnx/model_builder.js";
 import { Conv2d } from "../../onnx/nn.js";
@@ -172,7 +173,8 @@ export class AutoencoderKL {
 
   private builder(name: string): ModelBuilder {
     if (!this.bound) throw new Error(`${this.label}: no weights were given, so the graph cannot be built`);
-    return new ModelBuilder(this.bound, { name });
+    const conv = convPlan(this.runtimeOptions.convAlgorithm, this.runtimeOptions.executionProvider);
+    return new ModelBuilder(this.bound, { name, conv });
   }
 
   /** post_quant_conv + decoder as graph ops. */
