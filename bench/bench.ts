@@ -10,6 +10,7 @@
  *          type), --tiled (VAE: memory-efficient attention + tiling),
  *          --memory-efficient (UNet / VAE / pipeline: onnxruntime's fused attention), --steps N (pipeline, default 20),
  *          --precision float32|int8 (UNet / pipeline: the int8 fast path),
+ *          --conv-algorithm auto|direct|winograd (RuntimeOptions.convAlgorithm; default auto),
  *          --offload (pipeline: model offload), --tiled (pipeline: VAE tiling), --memory-pattern / --no-memory-arena
  *          (onnxruntime's memory pattern on / CPU arena off: RuntimeOptions.memoryPattern / memoryArena),
  *          --threads N (intra-op threads; default onnxruntime's choice), --model <dir> (default bench/cache/x4-random,
@@ -27,6 +28,7 @@ import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { isCompleteRandomModel, makeRandomX4Pipeline } from "../scripts/make_random_model.js";
 import { cpuIdentity } from "../src/io/cpu_info.js";
+import { type ConvAlgorithm, checkConvAlgorithm } from "../src/onnx/conv_plan.js";
 import { checkPrecision, type Precision } from "../src/onnx/quantize.js";
 import { type BenchComponent, type Measurement, type MeasureOptions, measure } from "./measure.js";
 
@@ -52,6 +54,7 @@ interface Args {
   memoryPattern?: boolean;
   memoryArena?: boolean;
   precision: Precision;
+  convAlgorithm?: ConvAlgorithm;
   /** --graph-cache [dir]: "" = the mode's default folder. */
   graphCache?: string;
   only?: string[];
@@ -127,6 +130,9 @@ function parseArgs(argv: string[]): Args {
         break;
       case "--precision":
         a.precision = checkPrecision(v(), "--precision");
+        break;
+      case "--conv-algorithm":
+        a.convAlgorithm = checkConvAlgorithm(v(), "--conv-algorithm");
         break;
       case "--memory-efficient":
         a.memoryEfficient = true;
@@ -238,11 +244,13 @@ function suite(a: Args): SuiteEntry[] {
     e("text", "--component", "text", "--runs", "5"),
     e("unet-64", "--component", "unet", "--size", "64", "--runs", "3"),
     e("unet-128", "--component", "unet", "--size", "128", "--runs", "3"),
+    e("unet-128-direct", "--component", "unet", "--size", "128", "--conv-algorithm", "direct", "--runs", "3"),
     e("unet-128-mea", "--component", "unet", "--size", "128", "--memory-efficient", "--runs", "3"),
     e("unet-64-int8", "--component", "unet", "--size", "64", "--precision", "int8", "--runs", "3"),
     e("unet-128-int8", "--component", "unet", "--size", "128", "--precision", "int8", "--runs", "3"),
     e("vae-64", "--component", "vae", "--size", "64", "--runs", "3"),
     e("vae-128", "--component", "vae", "--size", "128", "--runs", "3"),
+    e("vae-128-direct", "--component", "vae", "--size", "128", "--conv-algorithm", "direct", "--runs", "3"),
     e("vae-128-mea", "--component", "vae", "--size", "128", "--memory-efficient", "--runs", "3"),
     e("vae-256-tiled", "--component", "vae", "--size", "256", "--tiled", "--runs", "1", "--warmup", "0"),
     e("pipeline-128", "--component", "pipeline", "--size", "128", "--steps", String(a.steps), "--runs", "1"),
@@ -441,6 +449,7 @@ async function main(): Promise<void> {
     memoryPattern: a.memoryPattern,
     memoryArena: a.memoryArena,
     precision: a.precision,
+    convAlgorithm: a.convAlgorithm,
     ...(a.graphCache !== undefined ? { graphCache: a.graphCache } : {}),
   };
   const m = await measure(o);

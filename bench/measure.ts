@@ -19,6 +19,7 @@ import * as ort from "onnxruntime-node";
 import { CLIPTextModel } from "../src/models/clip/index.js";
 import { UNet2DConditionModel } from "../src/models/unet/index.js";
 import { AutoencoderKL } from "../src/models/vae/index.js";
+import type { ConvAlgorithm } from "../src/onnx/conv_plan.js";
 import type { Precision } from "../src/onnx/quantize.js";
 import { StableDiffusionUpscalePipeline } from "../src/pipelines/pipeline_stable_diffusion_upscale.js";
 import { Generator } from "../src/random/generator.js";
@@ -53,6 +54,8 @@ export interface MeasureOptions {
   memoryArena?: boolean;
   /** UNet / pipeline: "int8" builds the UNet's dynamically quantized graph. */
   precision?: Precision;
+  /** RuntimeOptions.convAlgorithm (default "auto"). */
+  convAlgorithm?: ConvAlgorithm;
   /** RuntimeOptions.graphCache folder; "" = sessions: a fresh temp folder, run: bench/cache/optimized-graphs. */
   graphCache?: string;
 }
@@ -286,6 +289,7 @@ function baseInfo(o: MeasureOptions) {
     threads: o.threads ?? ("ort-default" as const),
     onnxruntime_version: ort.env.versions.node ?? "unknown",
     node_version: process.version,
+    conv_algorithm: o.convAlgorithm ?? "auto",
   };
 }
 
@@ -295,13 +299,13 @@ async function measureSessions(o: MeasureOptions, host: RuntimeHost, ro: Runtime
   let build: () => { bytes: Uint8Array; folder: string | undefined; name: string };
   const t0 = now();
   if (o.component === "unet") {
-    const m = await UNet2DConditionModel.fromPretrained(join(dir, "unet"));
+    const m = await UNet2DConditionModel.fromPretrained(join(dir, "unet"), { runtimeOptions: ro });
     build = () => {
       const b = m.buildGraph();
       return { bytes: b.serialize(), folder: b.externalDataFolder, name: "unet" };
     };
   } else if (o.component === "vae") {
-    const m = await AutoencoderKL.fromPretrained(join(dir, "vae"));
+    const m = await AutoencoderKL.fromPretrained(join(dir, "vae"), { runtimeOptions: ro });
     build = () => {
       const b = m.buildDecodeGraph();
       return { bytes: b.serialize(), folder: b.externalDataFolder, name: "vae_decoder" };
@@ -410,6 +414,7 @@ export async function measure(o: MeasureOptions): Promise<Measurement> {
   const ro: RuntimeOptions = o.threads ? { threads: o.threads } : {};
   if (o.memoryPattern !== undefined) ro.memoryPattern = o.memoryPattern;
   if (o.memoryArena !== undefined) ro.memoryArena = o.memoryArena;
+  if (o.convAlgorithm !== undefined) ro.convAlgorithm = o.convAlgorithm;
   if (o.graphCache !== undefined && o.mode !== "sessions") {
     ro.graphCache = o.graphCache || fileURLToPath(new URL("./cache/optimized-graphs/", import.meta.url));
   }

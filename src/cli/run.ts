@@ -130,10 +130,14 @@ export async function runUpscale(plan: RunPlan, images: RgbImage[], ctx: RunCont
   const t0 = performance.now();
   ctx.onPhase?.("load");
   ctx.progress.loading(plan.model);
-  const { graphCache, ...load } = plan.load;
+  const { graphCache, convAlgorithm, ...load } = plan.load;
+  const runtimeOptions = {
+    ...(graphCache !== undefined ? { graphCache } : {}),
+    ...(convAlgorithm !== undefined ? { convAlgorithm } : {}),
+  };
   const pipe = await StableDiffusionUpscalePipeline.fromPretrained(plan.model, {
     ...load,
-    ...(graphCache !== undefined ? { runtimeOptions: { graphCache } } : {}),
+    ...(Object.keys(runtimeOptions).length > 0 ? { runtimeOptions } : {}),
     runtime: ctx.runtime,
     onProgress: (p) => ctx.progress.download(p),
   });

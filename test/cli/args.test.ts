@@ -95,6 +95,15 @@ describe("defaults", () => {
     assert.equal(p.vaeTiling, false);
     assert.equal(plan("--low-memory", "--vae-tiling").vaeTiling, true);
     assert.equal(plan().modelOffload, false);
+    // Winograd's transformed weights take memory: the preset builds direct convolutions unless told otherwise.
+    assert.equal(p.load.convAlgorithm, "direct");
+    assert.equal(plan("--low-memory", "--conv-algorithm", "auto").load.convAlgorithm, "auto");
+  });
+
+  test("--conv-algorithm: auto (default: left to the library), direct, winograd", () => {
+    assert.equal(plan().load.convAlgorithm, undefined);
+    assert.equal(plan("--conv-algorithm", "direct").load.convAlgorithm, "direct");
+    assert.equal(plan("--conv-algorithm", "winograd").load.convAlgorithm, "winograd");
   });
 
   test("--attention-slicing without a value is auto; a number is a slice size", () => {
@@ -200,6 +209,10 @@ describe("bad values: usage error (exit 2) naming the flag", () => {
     [
       ["--precision", "int8", "--device", "cuda"],
       ["--precision int8", "--device cuda"],
+    ],
+    [
+      ["--conv-algorithm", "fft"],
+      ["--conv-algorithm", "auto, direct, winograd"],
     ],
     [
       ["--device", "tpu"],
