@@ -30,7 +30,12 @@ export interface ModelBuilderOptions extends GraphBuilderOptions {
    * Builds eligible Linear / Conv2d layers as dynamically quantized int8 kernels (see quantize.ts); `keep` names
    * the parameter keys that stay float32 (e.g. the first and last convolution, the time embedding).
    */
-  int8?: { keep?: (weightKey: string) => boolean; weightMax?: number };
+  int8?: {
+    keep?: (weightKey: string) => boolean;
+    weightMax?: number;
+    /** Whether Conv2d layers are quantized too (default true); false: Linear layers only. */
+    convolutions?: boolean;
+  };
   /** How float32 convolutions are built (conv_plan.ts: `convPlan`); default: onnxruntime's Conv for all. */
   conv?: ConvPlan;
 }
@@ -66,9 +71,11 @@ export class ModelBuilder extends GraphBuilder {
     return v;
   }
 
-  /** Whether the layer owning weight `key` is built as an int8 kernel. */
-  usesInt8(key: string): boolean {
-    return this.int8Options !== undefined && !(this.int8Options.keep?.(key) ?? false);
+  /** Whether the layer (a Linear or a Conv2d) owning weight `key` is built as an int8 kernel. */
+  usesInt8(key: string, layer: "linear" | "conv" = "linear"): boolean {
+    const o = this.int8Options;
+    if (o === undefined || (layer === "conv" && o.convolutions === false)) return false;
+    return !(o.keep?.(key) ?? false);
   }
 
   /**

@@ -52,7 +52,7 @@ export class Conv2d {
   }
   forward(b: ModelBuilder, x: Value): Value {
     const groups = this.opts.groups ?? 1;
-    if (groups === 1 && b.usesInt8(this.weight.key)) {
+    if (groups === 1 && b.usesInt8(this.weight.key, "conv")) {
       const { w, scale } = b.int8Weight(this.weight, (v, qmax) =>
         quantizeConvWeight(v, this.outChannels, this.inChannels, this.kernel, qmax),
       );

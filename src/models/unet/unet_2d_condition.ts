@@ -15,11 +15,11 @@ import { join } from "node:path";
 import { loadWeightSet, readJson } from "../../io/model_files.js";
 import { checkConvAlgorithm, convPlan } from "../../onnx/conv_plan.js";
 import type { Value } from "../../onnx/graph_builder.js";
-import { ModelBuilder } from "../../onnx/model_builder.js";
+import { ModelBuilder, type ModelBuilderOptions } from "../../onnx/model_builder.js";
 import { Conv2d, Embedding, GroupNorm, Linear } from "../../onnx/nn.js";
 import * as op from "../../onnx/ops.js";
 import { ParamStore } from "../../onnx/params.js";
-import { checkPrecision, type Precision } from "../../onnx/quantize.js";
+import { checkPrecision, int8Convolutions, int8WeightMax, type Precision } from "../../onnx/quantize.js";
 import { type BoundWeights, bindWeights, type WeightSet } from "../../onnx/weights.js";
 import { type HostTensor, validateHostTensor } from "../../runtime/host_tensor.js";
 import type { RemoteSession } from "../../runtime/remote_session.js";
@@ -414,12 +414,14 @@ export class UNet2DConditionModel {
   }
 
   /** The whole graph (inputs and output declared) with the current FreeU / attention options. */
-  buildGraph(options: { int8WeightMax?: number } = {}): ModelBuilder {
+  buildGraph(options: { int8WeightMax?: number; int8Convolutions?: boolean } = {}): ModelBuilder {
     if (!this.bound) throw new Error(`${this.label}: no weights were given, so the graph cannot be built`);
-    const int8 =
-      this.precisionMode === "int8"
-        ? { keep: (k: string) => UNET_INT8_KEEP.test(k), weightMax: options.int8WeightMax }
-        : undefined;
+    let int8: ModelBuilderOptions["int8"];
+    if (this.precisionMode === "int8") {
+      const weightMax = options.int8WeightMax ?? int8WeightMax();
+      const convolutions = options.int8Convolutions ?? int8Convolutions(weightMax);
+      int8 = { keep: (k: string) => UNET_INT8_KEEP.test(k), weightMax, convolutions };
+    }
     const conv = convPlan(this.runtimeOptions.convAlgorithm, this.runtimeOptions.executionProvider);
     const b = new ModelBuilder(this.bound, { name: "unet", int8, conv });
     const c = this.config;
