@@ -258,7 +258,7 @@ function suite(a: Args): SuiteEntry[] {
     e(
       "pipeline-128-low-memory",
       ...["--component", "pipeline", "--size", "128", "--steps", "2", "--warmup", "0", "--runs", "1"],
-      ...["--offload", "--memory-efficient"],
+      ...["--offload", "--memory-efficient", "--conv-algorithm", "direct"],
     ),
     e("profile-unet-64", "--component", "unet", "--size", "64", "--profile"),
   ];

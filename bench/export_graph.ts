@@ -3,6 +3,7 @@
  * Python onnxruntime on a host without Node): `model.onnx` + one external-data file `weights.bin`.
  *
  *   npx tsx bench/export_graph.ts --model <unet dir> --precision int8 --out <dir> [--skeleton]
+ *     [--conv-algorithm auto|direct|winograd]
  *
  * With --skeleton the weights are not written: every large or quantized initializer points into `weights.bin`
  * (offsets and sizes recorded) and bench/run_exported.py fills it with random values, so a real-size graph
@@ -12,6 +13,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync 
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { UNet2DConditionModel } from "../src/models/unet/unet_2d_condition.js";
+import { checkConvAlgorithm } from "../src/onnx/conv_plan.js";
 import { DataType, onnx } from "../src/onnx/proto.js";
 import { checkPrecision } from "../src/onnx/quantize.js";
 
@@ -22,11 +24,16 @@ const { values: a } = parseArgs({
     out: { type: "string" },
     skeleton: { type: "boolean", default: false },
     "weight-max": { type: "string" },
+    "conv-algorithm": { type: "string", default: "auto" },
   },
 });
 if (!a.model || !a.out) throw new Error("--model <unet dir> and --out <dir> are required");
 const precision = checkPrecision(a.precision);
-const unet = await UNet2DConditionModel.fromPretrained(a.model, { precision });
+const convAlgorithm = checkConvAlgorithm(a["conv-algorithm"], "--conv-algorithm");
+const unet = await UNet2DConditionModel.fromPretrained(a.model, {
+  precision,
+  runtimeOptions: { convAlgorithm },
+});
 // Build with the int8 weight range of the target machine (127 = VNNI / AMX), not this one's.
 const b = unet.buildGraph(a["weight-max"] ? { int8WeightMax: Number(a["weight-max"]) } : {});
 const model = b.toModel();
