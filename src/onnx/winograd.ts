@@ -104,7 +104,7 @@ export function winogradOutputMatrix(): Float32Array {
   return m;
 }
 
-/** y = conv3x3(x, W, bias, stride 1, padding 1) with U = winogradFilter(W) [36, K, C]. */
+/** y = conv3x3(x, W, bias, stride 1, padding 1), given U = winogradFilterGraph(W) [36, K, C]. */
 export function winogradConv3x3(
   x: Value,
   u: Value,
