@@ -48,6 +48,7 @@ export class GraphBuilder {
   private readonly initializers: ITensorProto[] = [];
   private readonly initializerNames = new Set<string>();
   private readonly constCache = new Map<string, Value>();
+  private readonly sharedValues = new Map<string, Value>();
   private readonly domains = new Map<string, number>();
   private counter = 0;
   private scopeStack: string[] = [];
@@ -91,6 +92,15 @@ export class GraphBuilder {
   sharedInitializer(name: string, make: () => Omit<ITensorProto, "name">): Value {
     if (this.initializerNames.has(name)) return new Value(this, name);
     return this.addInitializer({ ...make(), name });
+  }
+
+  /** A value computed once per graph by `make` (e.g. a constant subgraph several nodes share), keyed by `key`. */
+  shared(key: string, make: () => Value): Value {
+    const hit = this.sharedValues.get(key);
+    if (hit) return hit;
+    const v = make();
+    this.sharedValues.set(key, v);
+    return v;
   }
 
   /** Adds an initializer (inline or external) and returns its value. */

@@ -80,17 +80,15 @@ export function winogradFilterGraph(w: Value): Value {
   return g.op("Einsum", [kron, w], { equation: "xab,kcab->xkc" });
 }
 
-/** The 36 input-transform filters Bᵀ[i,·] ⊗ Bᵀ[j,·] as 6×6 kernels, repeated for `channels` groups. */
-export function winogradInputKernel(channels: number): Float32Array {
-  const one = new Float32Array(T2 * T2);
+/** The 36 input-transform filters Bᵀ[i,·] ⊗ Bᵀ[j,·] as 6×6 kernels, [36, 36]: filter (i, j), tap (a, b). */
+export function winogradInputKernel(): Float32Array {
+  const k = new Float32Array(T2 * T2);
   for (let i = 0; i < T; i++)
     for (let j = 0; j < T; j++)
       for (let a = 0; a < T; a++)
         for (let b = 0; b < T; b++)
-          one[((i * T + j) * T + a) * T + b] = (BT[i]?.[a] as number) * (BT[j]?.[b] as number);
-  const all = new Float32Array(channels * one.length);
-  for (let c = 0; c < channels; c++) all.set(one, c * one.length);
-  return all;
+          k[((i * T + j) * T + a) * T + b] = (BT[i]?.[a] as number) * (BT[j]?.[b] as number);
+  return k;
 }
 
 /** Aᵀ ⊗ Aᵀ as [16, 36]: output position (p, q) from tile position (i, j). */
@@ -115,11 +113,16 @@ export function winogradConv3x3(
   const g = x.graph;
   const C = inChannels;
   const K = outChannels;
-  const kernel = g.sharedInitializer(`winograd_input_transform_${C}`, () => ({
-    dims: [C * T2, 1, T, T],
-    dataType: DataType.FLOAT,
-    rawData: new Uint8Array(winogradInputKernel(C).buffer),
-  }));
+  // The grouped transform conv's weight [C·36, 1, 6, 6]: the 36 filters repeated per channel, expanded in the graph
+  // (constant-folded once per channel count) so the model bytes carry them once.
+  const kernel = g.shared(`winograd_input_transform_${C}`, () => {
+    const one = g.sharedInitializer("winograd_input_transform", () => ({
+      dims: [1, T2, T2],
+      dataType: DataType.FLOAT,
+      rawData: new Uint8Array(winogradInputKernel().buffer),
+    }));
+    return op.reshape(op.expand(one, [C, T2, T2]), [C * T2, 1, T, T]);
+  });
   const at = g.sharedInitializer("winograd_output_transform", () => ({
     dims: [M2, T2],
     dataType: DataType.FLOAT,

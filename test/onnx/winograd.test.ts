@@ -163,15 +163,16 @@ describe("Winograd F(4x4, 3x3) convolution", () => {
     assert.ok(!unpadded.includes("DepthToSpace"));
   });
 
-  test("the transform matrices: Aᵀ⊗Aᵀ [16, 36], Bᵀ⊗Bᵀ repeated per channel", () => {
+  test("the transform matrices: Aᵀ⊗Aᵀ [16, 36], Bᵀ⊗Bᵀ [36, 36]", () => {
     const at = winogradOutputMatrix();
     assert.equal(at.length, 16 * 36);
     // Output (0, 0) sums the 5×5 top-left tile positions (Aᵀ row 0 = 1 1 1 1 1 0).
     for (let i = 0; i < 6; i++)
       for (let j = 0; j < 6; j++) assert.equal(at[i * 6 + j], i < 5 && j < 5 ? 1 : 0);
-    const k = winogradInputKernel(3);
-    assert.equal(k.length, 3 * 36 * 36);
-    assert.deepEqual(k.subarray(0, 1296), k.subarray(1296, 2592));
+    const k = winogradInputKernel();
+    assert.equal(k.length, 36 * 36);
+    // Filter (0, 0) = Bᵀ row 0 ⊗ Bᵀ row 0 = (4, 0, -5, 0, 1, 0)ᵀ(4, 0, -5, 0, 1, 0).
+    assert.deepEqual(Array.from(k.subarray(0, 6)), [16, 0, -20, 0, 4, 0]);
   });
 });
 
