@@ -112,6 +112,20 @@ for (const m of ["tiny", "twin"] as const) {
             `${c.name} (winograd)`,
           );
         }
+        // Tiles of odd latent sizes (edge tiles are not multiples of 4).
+        const t = caseOf(m, "vae_tiled_decode_nonsquare");
+        vae.tileSampleMinSize = t.params.tile_sample_min_size;
+        vae.tileLatentMinSize = t.params.tile_latent_min_size;
+        vae.tileOverlapFactor = t.params.tile_overlap_factor;
+        vae.enableTiling();
+        const tiled = await vae.decode(host32(tensorOf(group, t, "z")));
+        assertClose(
+          tiled.data as Float32Array,
+          tensorOf(group, t, "sample").data,
+          t.tolerance,
+          `${t.name} (winograd)`,
+        );
+        vae.disableTiling();
         const c = caseOf(m, "vae_encode");
         const dist = await vae.encode(host32(tensorOf(group, c, "image")));
         assertClose(
