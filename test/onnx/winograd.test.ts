@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import * as ort from "onnxruntime-node";
 import { UNet2DConditionModel } from "../../src/models/unet/unet_2d_condition.js";
+import { AutoencoderKL } from "../../src/models/vae/autoencoder_kl.js";
 import { type ConvPlan, checkConvAlgorithm, convPlan } from "../../src/onnx/conv_plan.js";
 import { ModelBuilder } from "../../src/onnx/model_builder.js";
 import { Conv2d } from "../../src/onnx/nn.js";
@@ -238,6 +239,13 @@ describe("ConvAlgorithm", () => {
     assert.throws(
       () => new UNet2DConditionModel(config, { runtimeOptions: { convAlgorithm: "winograd2" as never } }),
       /unet: convAlgorithm must be one of auto, direct, winograd, got "winograd2"/,
+    );
+    const vaeConfig = JSON.parse(
+      readFileSync(join(FIXTURES, "models/tiny-upscaler/vae/config.json"), "utf8"),
+    );
+    assert.throws(
+      () => new AutoencoderKL(vaeConfig, { runtimeOptions: { convAlgorithm: "fast" as never } }),
+      /vae: convAlgorithm must be one of auto, direct, winograd, got "fast"/,
     );
   });
 });

@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { loadWeightSet, readJson } from "../../io/model_files.js";
-import { convPlan } from "../../onnx/conv_plan.js";
+import { checkConvAlgorithm, convPlan } from "../../onnx/conv_plan.js";
 import type { Value } from "../../onnx/graph_builder.js";
 import { ModelBuilder } from "../../onnx/model_builder.js";
 import { Conv2d } from "../../onnx/nn.js";
@@ -114,6 +114,7 @@ export class AutoencoderKL {
     this.bound = options.weights ? bindWeights(this.store, options.weights) : undefined;
     this.runtime = options.runtime;
     this.runtimeOptions = { ...options.runtimeOptions };
+    checkConvAlgorithm(this.runtimeOptions.convAlgorithm ?? "auto", `${this.label}: convAlgorithm`);
   }
 
   /** Loads `<dir>/config.json` and its safetensors weights (strictly bound: every mismatch in one error). */
