@@ -4,6 +4,7 @@
  * onnxruntime's CPU provider: Winograd F(4×4, 3×3) for the large 3×3 layers (winograd.ts), one MatMul for 1×1
  * layers, onnxruntime's Conv for the rest.
  */
+import { checkChoice } from "../io/choice.js";
 import type { Value } from "./graph_builder.js";
 import * as op from "./ops.js";
 
@@ -13,10 +14,7 @@ export const CONV_ALGORITHMS: readonly ConvAlgorithm[] = ["auto", "direct", "win
 
 /** Throws a clear error unless `v` is a ConvAlgorithm. */
 export function checkConvAlgorithm(v: unknown, what = "convAlgorithm"): ConvAlgorithm {
-  if (!(CONV_ALGORITHMS as readonly unknown[]).includes(v)) {
-    throw new RangeError(`${what} must be one of ${CONV_ALGORITHMS.join(", ")}, got ${JSON.stringify(v)}`);
-  }
-  return v as ConvAlgorithm;
+  return checkChoice(CONV_ALGORITHMS, v, what);
 }
 
 /** How a model builds its convolutions (ModelBuilderOptions.conv). */

@@ -9,6 +9,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import * as ort from "onnxruntime-node";
+import { checkChoice } from "../io/choice.js";
 import { type ConvAlgorithm, checkConvAlgorithm } from "../onnx/conv_plan.js";
 
 export type ExecutionProviderName = "cpu" | "cuda" | "webgpu";
@@ -206,12 +207,7 @@ export function toOrtSessionOptions(
   ) {
     throw new RangeError(`threads must be a positive integer, got ${threads}`);
   }
-  const level = options.graphOptimizationLevel ?? "all";
-  if (!GRAPH_LEVELS.includes(level)) {
-    throw new RangeError(
-      `graphOptimizationLevel must be one of ${GRAPH_LEVELS.join(", ")}, got ${JSON.stringify(level)}`,
-    );
-  }
+  const level = checkChoice(GRAPH_LEVELS, options.graphOptimizationLevel ?? "all", "graphOptimizationLevel");
   const log = options.logSeverityLevel;
   if (log !== undefined && ![0, 1, 2, 3, 4].includes(log)) {
     throw new RangeError(`logSeverityLevel must be 0..4, got ${log}`);
