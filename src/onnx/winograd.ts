@@ -60,6 +60,22 @@ const T2 = T * T;
 const M2 = WINOGRAD_TILE * WINOGRAD_TILE;
 
 /**
+ * m ⊗ m for an r×c matrix m (rows of numbers), as a row-major [r², c²] float32 matrix: entry ((i, j), (a, b)) is
+ * m[i][a] · m[j][b]. The 2-D transforms X ↦ m X mᵀ of a tile flattened row by row are this matrix's products.
+ */
+function kronSquare(m: number[][]): Float32Array {
+  const r = m.length;
+  const c = (m[0] as number[]).length;
+  const out = new Float32Array(r * r * c * c);
+  for (let i = 0; i < r; i++)
+    for (let j = 0; j < r; j++)
+      for (let a = 0; a < c; a++)
+        for (let b = 0; b < c; b++)
+          out[((i * r + j) * c + a) * c + b] = (m[i]?.[a] as number) * (m[j]?.[b] as number);
+  return out;
+}
+
+/**
  * U = G g Gᵀ for every filter of a torch-layout weight w [K, C, 3, 3], as graph ops on the weight initializer:
  * [36, K, C] (tile position major, so that each position's K×C matrix is contiguous). Every input is constant, so
  * onnxruntime's constant folding computes U once when the session is created: the graph and its cache key stay
@@ -68,38 +84,22 @@ const M2 = WINOGRAD_TILE * WINOGRAD_TILE;
 export function winogradFilterGraph(w: Value): Value {
   const g = w.graph;
   // (G ⊗ G) as [36, 3, 3]: U[(i, j), k, c] = Σ_ab G[i, a] G[j, b] w[k, c, a, b].
-  const kron = g.sharedInitializer("winograd_filter_transform", () => {
-    const m = new Float32Array(T2 * 9);
-    for (let i = 0; i < T; i++)
-      for (let j = 0; j < T; j++)
-        for (let a = 0; a < 3; a++)
-          for (let b = 0; b < 3; b++)
-            m[(i * T + j) * 9 + a * 3 + b] = (G[i]?.[a] as number) * (G[j]?.[b] as number);
-    return { dims: [T2, 3, 3], dataType: DataType.FLOAT, rawData: new Uint8Array(m.buffer) };
-  });
+  const kron = g.sharedInitializer("winograd_filter_transform", () => ({
+    dims: [T2, 3, 3],
+    dataType: DataType.FLOAT,
+    rawData: new Uint8Array(kronSquare(G).buffer),
+  }));
   return g.op("Einsum", [kron, w], { equation: "xab,kcab->xkc" });
 }
 
 /** The 36 input-transform filters Bᵀ[i,·] ⊗ Bᵀ[j,·] as 6×6 kernels, [36, 36]: filter (i, j), tap (a, b). */
 export function winogradInputKernel(): Float32Array {
-  const k = new Float32Array(T2 * T2);
-  for (let i = 0; i < T; i++)
-    for (let j = 0; j < T; j++)
-      for (let a = 0; a < T; a++)
-        for (let b = 0; b < T; b++)
-          k[((i * T + j) * T + a) * T + b] = (BT[i]?.[a] as number) * (BT[j]?.[b] as number);
-  return k;
+  return kronSquare(BT);
 }
 
 /** Aᵀ ⊗ Aᵀ as [16, 36]: output position (p, q) from tile position (i, j). */
 export function winogradOutputMatrix(): Float32Array {
-  const m = new Float32Array(M2 * T2);
-  for (let p = 0; p < WINOGRAD_TILE; p++)
-    for (let q = 0; q < WINOGRAD_TILE; q++)
-      for (let i = 0; i < T; i++)
-        for (let j = 0; j < T; j++)
-          m[(p * WINOGRAD_TILE + q) * T2 + i * T + j] = (AT[p]?.[i] as number) * (AT[q]?.[j] as number);
-  return m;
+  return kronSquare(AT);
 }
 
 /** y = conv3x3(x, W, bias, stride 1, padding 1), given U = winogradFilterGraph(W) [36, K, C]. */
