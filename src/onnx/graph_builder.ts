@@ -90,8 +90,7 @@ export class GraphBuilder {
 
   /** The initializer `name`, added by `make` the first time (constants shared by several nodes). */
   sharedInitializer(name: string, make: () => Omit<ITensorProto, "name">): Value {
-    if (this.initializerNames.has(name)) return new Value(this, name);
-    return this.addInitializer({ ...make(), name });
+    return this.shared(`initializer:${name}`, () => this.addInitializer({ ...make(), name }));
   }
 
   /** A value computed once per graph by `make` (e.g. a constant subgraph several nodes share), keyed by `key`. */
