@@ -73,6 +73,15 @@ function variants(component: string, base: string): { fp16: string; f32: string 
   return dirs;
 }
 
+/** What `run` gives on the fp16 checkpoint, then on its exact float32 copy (one model alive at a time). */
+async function bothCheckpoints(
+  dirs: { fp16: string; f32: string },
+  run: (dir: string, variant: "fp16" | undefined) => Promise<Float32Array>,
+): Promise<[Float32Array, Float32Array]> {
+  const half = await run(dirs.fp16, "fp16");
+  return [half, await run(dirs.f32, undefined)];
+}
+
 describe("fp16 checkpoints of the tiny upscaler", () => {
   before(() => {
     root = mkdtempSync(join(tmpdir(), "sdx4-fp16-"));
@@ -92,18 +101,14 @@ describe("fp16 checkpoints of the tiny upscaler", () => {
       encoderHiddenStates: float32Tensor(rand(77 * 32, 2), [1, 77, 32]),
       classLabels: 20,
     };
-    const out: Float32Array[] = [];
-    for (const [dir, variant] of [
-      [dirs.fp16, "fp16"],
-      [dirs.f32, undefined],
-    ] as const) {
+    const out = await bothCheckpoints(dirs, async (dir, variant) => {
       const unet = await UNet2DConditionModel.fromPretrained(dir, { variant, runtime: host });
       try {
-        out.push((await unet.forward(inputs)).data as Float32Array);
+        return (await unet.forward(inputs)).data as Float32Array;
       } finally {
         unet.release();
       }
-    }
+    });
     assert.deepEqual(out[0], out[1]);
     assert.deepEqual(spillFoldersIn(), before, "no spill folder left");
   });
@@ -111,38 +116,29 @@ describe("fp16 checkpoints of the tiny upscaler", () => {
   test("VAE decoder: outputs equal the float32 checkpoint's, bit for bit", async () => {
     const dirs = variants("vae", "diffusion_pytorch_model");
     const z = float32Tensor(rand(4 * 8 * 8, 3), [1, 4, 8, 8]);
-    const out: Float32Array[] = [];
-    for (const [dir, variant] of [
-      [dirs.fp16, "fp16"],
-      [dirs.f32, undefined],
-    ] as const) {
+    const out = await bothCheckpoints(dirs, async (dir, variant) => {
       const vae = await AutoencoderKL.fromPretrained(dir, { variant, runtime: host });
       try {
-        out.push((await vae.decode(z)).data as Float32Array);
+        return (await vae.decode(z)).data as Float32Array;
       } finally {
         vae.release();
       }
-    }
+    });
     assert.deepEqual(out[0], out[1]);
     assert.equal(spillFoldersIn().length, 0);
   });
 
   test("text encoder: outputs equal the float32 checkpoint's, bit for bit", async () => {
     const dirs = variants("text_encoder", "model");
-    const out: Float32Array[] = [];
-    for (const [dir, variant] of [
-      [dirs.fp16, "fp16"],
-      [dirs.f32, undefined],
-    ] as const) {
+    const out = await bothCheckpoints(dirs, async (dir, variant) => {
       const te = await CLIPTextModel.fromPretrained(dir, { variant, runtime: host });
       try {
-        out.push(
-          (await te.forward({ inputIds: [[49406, 320, 1929, 49407]] })).lastHiddenState.data as Float32Array,
-        );
+        return (await te.forward({ inputIds: [[49406, 320, 1929, 49407]] })).lastHiddenState
+          .data as Float32Array;
       } finally {
         await te.release();
       }
-    }
+    });
     assert.deepEqual(out[0], out[1]);
     assert.equal(spillFoldersIn().length, 0);
   });
