@@ -47,6 +47,13 @@ function load(m: "tiny" | "twin"): Promise<AutoencoderKL> {
   return AutoencoderKL.fromPretrained(MODELS[m]!, { runtime: host });
 }
 
+/** The tile sizes and overlap a tiled fixture case was recorded with. */
+function useTileParams(vae: AutoencoderKL, c: FixtureCase): void {
+  vae.tileSampleMinSize = c.params.tile_sample_min_size;
+  vae.tileLatentMinSize = c.params.tile_latent_min_size;
+  vae.tileOverlapFactor = c.params.tile_overlap_factor;
+}
+
 function caseOf(m: string, name: string): FixtureCase {
   return group.get(`${m}_${name}`);
 }
@@ -114,9 +121,7 @@ for (const m of ["tiny", "twin"] as const) {
         }
         // Tiles of odd latent sizes (edge tiles are not multiples of 4).
         const t = caseOf(m, "vae_tiled_decode_nonsquare");
-        vae.tileSampleMinSize = t.params.tile_sample_min_size;
-        vae.tileLatentMinSize = t.params.tile_latent_min_size;
-        vae.tileOverlapFactor = t.params.tile_overlap_factor;
+        useTileParams(vae, t);
         vae.enableTiling();
         const tiled = await vae.decode(host32(tensorOf(group, t, "z")));
         assertClose(
@@ -173,9 +178,7 @@ for (const m of ["tiny", "twin"] as const) {
         } else {
           assert.deepEqual([vae.tileSampleMinSize, vae.tileLatentMinSize], [256, 64]);
         }
-        vae.tileSampleMinSize = c.params.tile_sample_min_size;
-        vae.tileLatentMinSize = c.params.tile_latent_min_size;
-        vae.tileOverlapFactor = c.params.tile_overlap_factor;
+        useTileParams(vae, c);
         const z = host32(tensorOf(group, c, "z"));
         const untiled = await vae.decode(z);
         assertClose(
@@ -196,9 +199,7 @@ for (const m of ["tiny", "twin"] as const) {
     test(`${m}_vae_tiled_encode`, { skip }, async () => {
       const c = caseOf(m, "vae_tiled_encode");
       const vae = await load(m);
-      vae.tileSampleMinSize = c.params.tile_sample_min_size;
-      vae.tileLatentMinSize = c.params.tile_latent_min_size;
-      vae.tileOverlapFactor = c.params.tile_overlap_factor;
+      useTileParams(vae, c);
       vae.enableTiling();
       const dist = await vae.encode(host32(tensorOf(group, c, "image")));
       for (const role of ["mean", "logvar"] as const) {
