@@ -1,11 +1,11 @@
 """Times (and compares) UNet graphs written by bench/export_graph.ts --skeleton in Python onnxruntime.
 
-    python3 bench/run_exported.py --f32 <dir> --i8 <dir> [--sizes 64,128] [--runs 3] [--threads 2] [--qmax 127]
+    python3 bench/run_exported.py --f32 <dir> --i8 <dir> [--sizes 64,128] [--runs 3] [--threads 2]
 
 Fills each folder's weights.bin with deterministic random weights (seeded by tensor name, so the float32 graph and
 the int8 graph share every float weight; int8 weights are the float32 ones quantized per output channel exactly as
-src/onnx/quantize.ts does), then per size: session creation, warm-up, median of --runs timed runs (batch 2, as
-with classifier-free guidance), and the int8 output's error against float32 on the same inputs. Session options
+src/onnx/quantize.ts does, stored + 128 in uint8 for the "u8u8" kernel), then per size: session creation, warm-up, median of --runs timed runs (batch 2, as
+with classifier-free guidance, fed as guidance pairs to int8 graphs), and the int8 output's error against float32 on the same inputs. Session options
 match sdx4's (graph level all, sequential, spinning off). Prints one JSON line per measurement.
 Used to time the int8 path on a CPU with AMX, where no Node is installed; pin cores with taskset.
 """
@@ -20,7 +20,6 @@ p.add_argument("--i8")
 p.add_argument("--sizes", default="64,128")
 p.add_argument("--runs", type=int, default=3)
 p.add_argument("--threads", type=int, default=2)
-p.add_argument("--qmax", type=int, default=127)
 p.add_argument("--b-label", default="int8", help="label of the second graph (e.g. another float32 variant)")
 p.add_argument("--profile", type=int, default=0, help="also profile one run at this size: time by op type")
 a = p.parse_args()
@@ -66,8 +65,10 @@ def fill(d, f32_dims):
             base = name.split("::")[0]
             if base not in cache:
                 cache.clear()
-                cache[base] = quantize(float_values(base, f32_dims[base]), a.qmax)
+                cache[base] = quantize(float_values(base, f32_dims[base]), 127)
             arr = cache[base][0] if name.endswith("::int8") else cache[base][1]
+            if t.data_type == onnx.TensorProto.UINT8:  # the "u8u8" kernel: q + 128
+                arr = (arr.astype(np.int16) + 128).astype(np.uint8)
         else:
             arr = float_values(name, dims)
         assert list(arr.shape) == dims and arr.nbytes == ln, (name, arr.shape, dims, arr.nbytes, ln)
@@ -99,6 +100,8 @@ def feeds(s, size):
     }
     if "class_labels" in ins:
         f["class_labels"] = np.array([20, 20], np.int64)
+    if "guidance_index" in ins:
+        f["guidance_index"] = np.array([0, 0], np.int64)
     return f
 
 

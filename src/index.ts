@@ -31,7 +31,13 @@ export {
 export { GraphBuilder, Value } from "./onnx/graph_builder.js";
 export { ModelBuilder } from "./onnx/model_builder.js";
 export { ParamStore, Scope } from "./onnx/params.js";
-export { int8Convolutions, int8WeightMax, PRECISIONS, type Precision } from "./onnx/quantize.js";
+export {
+  type Int8Kernel,
+  int8Convolutions,
+  int8Kernel,
+  PRECISIONS,
+  type Precision,
+} from "./onnx/quantize.js";
 export { bindWeights, WeightError, WeightSet } from "./onnx/weights.js";
 // Pipeline
 export {

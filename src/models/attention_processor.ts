@@ -150,6 +150,7 @@ export class Attention {
         // group_norm on [B, C, H·W] equals group_norm on [B, C, H, W]: normalise before the view.
         if (this.groupNorm) h = this.groupNorm.forward(b, h);
         h = op.transpose(op.reshape(h, [0, 0, -1]), [0, 2, 1]);
+        b.annotate(h, "float32", [undefined, `${this.scope.prefix}.tokens`, undefined]); // H·W named: see annotate
       } else if (this.groupNorm) {
         // [B, L, C] → [B, C, L, 1] so the per-channel affine broadcasts, then back.
         const t = op.unsqueeze(op.transpose(h, [0, 2, 1]), [3]);
@@ -157,8 +158,10 @@ export class Attention {
       }
       const context = encoderHiddenStates ?? h;
       const q = this.toQ.forward(b, h);
-      const k = this.toK.forward(b, context);
-      const v = this.toV.forward(b, context);
+      // Projections of the text (cross-attention) stay float32 in the int8 path: 77 tokens, little work.
+      const cross = { float32: encoderHiddenStates !== undefined };
+      const k = this.toK.forward(b, context, cross);
+      const v = this.toV.forward(b, context, cross);
 
       let out: Value;
       if (opts.memoryEfficient) out = this.fusedAttention(q, k, v);

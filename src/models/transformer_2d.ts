@@ -331,9 +331,13 @@ export class Transformer2DModel {
   ): Value {
     return b.withScope(this.scope.prefix, () => {
       const residual = hidden;
-      // [B, C, H, W] → [B, H·W, C]
+      // [B, C, H, W] → [B, H·W, C], with H·W named for onnxruntime's planner (GraphBuilder.annotate).
       const toTokens = (x: Value, channels: number) =>
-        op.reshape(op.transpose(x, [0, 2, 3, 1]), [0, -1, channels]);
+        b.annotate(op.reshape(op.transpose(x, [0, 2, 3, 1]), [0, -1, channels]), "float32", [
+          undefined,
+          `${this.scope.prefix}.tokens`,
+          channels,
+        ]);
       let h = this.norm.forward(b, hidden);
       h = this.config.use_linear_projection
         ? this.projIn.forward(b, toTokens(h, this.config.in_channels))

@@ -45,6 +45,7 @@ export class GraphBuilder {
   private readonly nodes: INodeProto[] = [];
   private readonly inputs: IValueInfoProto[] = [];
   private readonly outputs: IValueInfoProto[] = [];
+  private readonly valueInfos: IValueInfoProto[] = [];
   private readonly initializers: ITensorProto[] = [];
   private readonly initializerNames = new Set<string>();
   private readonly constCache = new Map<string, Value>();
@@ -82,6 +83,16 @@ export class GraphBuilder {
     let v = value;
     if (v.name !== name) v = this.node("Identity", [value], {}, { outputNames: [name] })[0] as Value;
     this.outputs.push(valueInfo(name, type, dims));
+  }
+
+  /**
+   * Declares an intermediate value's type and shape (graph value_info). onnxruntime keeps declared symbolic dims
+   * where its shape inference would leave a dimension unnamed (e.g. after a Reshape with -1); its allocation
+   * planner can then match buffers by shape, where each unnamed dimension costs it a search over all earlier ones.
+   */
+  annotate(value: Value, type: ElemType, dims: (Dim | undefined)[]): Value {
+    this.valueInfos.push(valueInfo(value.name, type, dims));
+    return value;
   }
 
   hasInitializer(name: string): boolean {
@@ -201,6 +212,7 @@ export class GraphBuilder {
         input: this.inputs,
         output: this.outputs,
         initializer: this.initializers,
+        valueInfo: this.valueInfos,
       },
     });
   }
@@ -218,15 +230,16 @@ function trimTrailingOmitted(names: string[]): string[] {
   return names.slice(0, n);
 }
 
-function valueInfo(name: string, type: ElemType, dims?: Dim[]): IValueInfoProto {
+/** A value's type; an undefined dim is left unknown (shape inference fills it). */
+function valueInfo(name: string, type: ElemType, dims?: (Dim | undefined)[]): IValueInfoProto {
+  const dim = (d: Dim | undefined) =>
+    d === undefined ? {} : typeof d === "number" ? { dimValue: d } : { dimParam: d };
   return {
     name,
     type: {
       tensorType: {
         elemType: ELEM_TYPE_TO_ONNX[type],
-        shape: dims
-          ? { dim: dims.map((d) => (typeof d === "number" ? { dimValue: d } : { dimParam: d })) }
-          : undefined,
+        shape: dims ? { dim: dims.map(dim) } : undefined,
       },
     },
   };

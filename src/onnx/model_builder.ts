@@ -10,7 +10,14 @@ import type { ConvPlan } from "./conv_plan.js";
 import { GraphBuilder, type GraphBuilderOptions, type Value } from "./graph_builder.js";
 import type { Param } from "./params.js";
 import { DataType, type ITensorProto, type ModelProto, onnx } from "./proto.js";
-import { int8Initializers, int8WeightMax, type QuantizedMatrix } from "./quantize.js";
+import {
+  INT8_WEIGHT_MAX,
+  type Int8Kernel,
+  type Int8Weight,
+  int8Initializers,
+  int8Kernel,
+  type QuantizedMatrix,
+} from "./quantize.js";
 import { planSpill, SpillFolder, type SpillLayout, type SpillSource } from "./spill_file.js";
 import type { BoundWeights, WeightEntry } from "./weights.js";
 import { winogradFilterGraph } from "./winograd.js";
@@ -27,12 +34,13 @@ export interface ExternalDataOptions {
 
 export interface ModelBuilderOptions extends GraphBuilderOptions {
   /**
-   * Builds eligible Linear / Conv2d layers as dynamically quantized int8 kernels (see quantize.ts); `keep` names
-   * the parameter keys that stay float32 (e.g. the first and last convolution, the time embedding).
+   * Builds eligible Linear / Conv2d layers as dynamically quantized int8 kernels (int8_ops.ts); `keep` names the
+   * parameter keys that stay float32 (e.g. the first and last convolution, the time embedding).
    */
   int8?: {
     keep?: (weightKey: string) => boolean;
-    weightMax?: number;
+    /** The integer kernel (default int8Kernel(): this CPU's exact one). */
+    kernel?: Int8Kernel;
     /** Whether Conv2d layers are quantized too (default true); false: Linear layers only. */
     convolutions?: boolean;
   };
@@ -42,12 +50,17 @@ export interface ModelBuilderOptions extends GraphBuilderOptions {
 
 export class ModelBuilder extends GraphBuilder {
   private readonly paramValues = new Map<string, Value>();
-  private readonly int8Values = new Map<string, { w: Value; scale: Value }>();
+  private readonly int8Values = new Map<string, Int8Weight>();
+  /**
+   * The int8 layers' guidance pairs (int8_ops.ts: withGuidancePairs): int64 [batch], each row's partner row (itself
+   * if none), usually a graph input; undefined: no pairs.
+   */
+  int8GuidanceIndex: Value | undefined;
   private readonly int8Options: ModelBuilderOptions["int8"];
   /** How float32 convolutions are built. */
   readonly convPlan: ConvPlan;
   private readonly winogradValues = new Map<string, Value>();
-  private weightMax: number | undefined;
+  private kernel: Int8Kernel | undefined;
   /** External initializers in graph order, with the weight each one reads. */
   private readonly external: { tensor: ITensorProto; entry: ExternalEntry }[] = [];
   /** The spill layout the initializers point into, and how many of them it covers. */
@@ -79,17 +92,15 @@ export class ModelBuilder extends GraphBuilder {
   }
 
   /**
-   * The int8 matrix + per-output-channel scales of a weight, quantized once from its float values; `quantize`
-   * gets the weight and the largest int8 magnitude to use (int8WeightMax() unless the options say otherwise).
+   * The int8 matrix + per-output-channel scales of a weight, quantized once from its float values (`quantize`
+   * gets the weight and the largest int8 magnitude) and stored for the options' integer kernel.
    */
-  int8Weight(
-    p: Param,
-    quantize: (w: Float32Array, qmax: number) => QuantizedMatrix,
-  ): { w: Value; scale: Value } {
+  int8Weight(p: Param, quantize: (w: Float32Array, qmax: number) => QuantizedMatrix): Int8Weight {
     const hit = this.int8Values.get(p.key);
     if (hit) return hit;
-    this.weightMax ??= this.int8Options?.weightMax ?? int8WeightMax();
-    const v = int8Initializers(this, p.key, quantize(this.weights.readFloat32(p.key), this.weightMax));
+    this.kernel ??= this.int8Options?.kernel ?? int8Kernel();
+    const m = quantize(this.weights.readFloat32(p.key), INT8_WEIGHT_MAX);
+    const v = int8Initializers(this, p.key, m, this.kernel);
     this.int8Values.set(p.key, v);
     return v;
   }

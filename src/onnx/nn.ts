@@ -6,10 +6,11 @@
 
 import { pointwiseConv } from "./conv_plan.js";
 import type { Value } from "./graph_builder.js";
+import { int8Conv2d, int8Linear } from "./int8_ops.js";
 import type { ModelBuilder } from "./model_builder.js";
 import * as op from "./ops.js";
 import type { Param, Scope } from "./params.js";
-import { int8Conv2d, int8Linear, quantizeConvWeight, quantizeLinearWeight } from "./quantize.js";
+import { quantizeConvWeight, quantizeLinearWeight } from "./quantize.js";
 import { winogradConv3x3 } from "./winograd.js";
 
 export class Linear {
@@ -24,13 +25,17 @@ export class Linear {
     this.weight = s.param("weight", [outFeatures, inFeatures]);
     this.bias = bias ? s.param("bias", [outFeatures]) : undefined;
   }
-  /** x @ Wᵀ + b, as MatMul(x, Transpose(W)) (the transpose is folded at session creation); or int8. */
-  forward(b: ModelBuilder, x: Value): Value {
-    if (b.usesInt8(this.weight.key)) {
-      const { w, scale } = b.int8Weight(this.weight, (v, qmax) =>
+  /**
+   * x @ Wᵀ + b, as MatMul(x, Transpose(W)) (the transpose is folded at session creation); or int8 where the builder
+   * quantizes this layer, unless `opts.float32` (e.g. a projection of the 77 text tokens: little work, and its
+   * rounding error would differ between the halves of a guided batch).
+   */
+  forward(b: ModelBuilder, x: Value, opts: { float32?: boolean } = {}): Value {
+    if (!opts.float32 && b.usesInt8(this.weight.key)) {
+      const w = b.int8Weight(this.weight, (v, qmax) =>
         quantizeLinearWeight(v, this.outFeatures, this.inFeatures, qmax),
       );
-      return int8Linear(x, w, scale, this.bias ? b.param(this.bias) : undefined);
+      return int8Linear(x, w, this.bias ? b.param(this.bias) : undefined, b.int8GuidanceIndex);
     }
     const y = op.matmul(x, op.transpose(b.param(this.weight), [1, 0]));
     return this.bias ? op.add(y, b.param(this.bias)) : y;
@@ -53,14 +58,11 @@ export class Conv2d {
   forward(b: ModelBuilder, x: Value): Value {
     const groups = this.opts.groups ?? 1;
     if (groups === 1 && b.usesInt8(this.weight.key, "conv")) {
-      const { w, scale } = b.int8Weight(this.weight, (v, qmax) =>
+      const w = b.int8Weight(this.weight, (v, qmax) =>
         quantizeConvWeight(v, this.outChannels, this.inChannels, this.kernel, qmax),
       );
-      return int8Conv2d(x, w, scale, this.bias ? b.param(this.bias) : undefined, {
-        kernel: this.kernel,
-        stride: this.opts.stride ?? 1,
-        padding: this.opts.padding ?? 0,
-      });
+      const opts = { kernel: this.kernel, stride: this.opts.stride ?? 1, padding: this.opts.padding ?? 0 };
+      return int8Conv2d(x, w, this.bias ? b.param(this.bias) : undefined, opts, b.int8GuidanceIndex);
     }
     const stride1 = (this.opts.stride ?? 1) === 1;
     const plan = b.convPlan;

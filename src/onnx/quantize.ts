@@ -1,25 +1,20 @@
 /**
- * The int8 fast path: Linear and Conv2d layers as onnxruntime's dynamically quantized integer kernels.
+ * The int8 fast path, weights: each Linear / Conv2d weight is quantized once, when the graph is built, to symmetric
+ * int8 with one scale per output channel (scale = max|w| / 127). The graph ops that use them are in int8_ops.ts.
  *
- * Weights are quantized once, when the graph is built: symmetric int8 with one scale per output channel
- * (scale = max|w| / 127, or / 63 where the CPU's kernels would overflow: int8WeightMax). Activations are quantized at run time, per tensor, asymmetric uint8
- * (DynamicQuantizeLinear: the scale and zero point come from the tensor's own min and max), so there is no
- * calibration step and no fixed activation range. Accumulation is int32 and the result is float32 again.
- *
- * - Linear: com.microsoft DynamicQuantizeMatMul(x, Wq [in, out], scale [out], -, bias).
- * - Conv2d k×k (groups 1): DynamicQuantizeLinear(x) → uint8 NHWC → Pad with the zero point (a real 0) → k² strided
- *   Slices concatenated on channels (im2col in uint8, tap-major) → com.microsoft MatMulIntegerToFloat with
- *   Wq [(ky, kx, in), out] → NCHW. onnxruntime's ConvInteger has a fast kernel for uint8 weights only, and
- *   QLinearConv needs a fixed output scale; this form keeps the output in float32 and uses MLAS's u8s8 GEMM
- *   (AMX / AVX-512 VNNI / AVX-VNNI / AVX2 kernels).
- *
- * Measured (onnxruntime 1.30, 2 threads, Intel Xeon with AMX, 3×3 conv 256→256 on 2×256×128²): 121 ms float32 Conv,
- * 49 ms this form; a 8192×1024 × 1024×4096 matmul: 334 ms float32, 61 ms DynamicQuantizeMatMul.
+ * Which integer kernel runs them (`int8Kernel`), all exact (int32 accumulation without overflow):
+ * - "u8s8" (x86 with AVX-VNNI / AVX-512 VNNI / AMX, Arm64): 8-bit activations (uint8, zero point 128) × int8
+ *   weights, onnxruntime's fast MLAS kernels.
+ * - "u7s8" (other x86: AVX2): MLAS's u8×s8 kernel there multiplies with vpmaddubsw, whose int16 pair sums saturate
+ *   for 255·127·2 > 32767 (measured: 15-22 % error per convolution). Activations get 7 bits (1..127, zero point
+ *   64: 127·127·2 = 32258 fits), the weights keep 8.
+ * - "u8u8": 8-bit activations × weights stored as uint8 (q + 128, zero point 128): MLAS widens to int16 first, exact
+ *   on every CPU, the same integers as "u8s8" (so it reproduces a VNNI CPU's results anywhere) but slower.
+ *   AMD EPYC (AVX2), 8192×512 · 512×4096: 329 ms u8u8, 263 ms u7s8, 434 ms float32.
  */
 import { checkChoice } from "../io/choice.js";
 import { cpuFlags } from "../io/cpu_info.js";
-import type { Value } from "./graph_builder.js";
-import * as op from "./ops.js";
+import type { GraphBuilder, Value } from "./graph_builder.js";
 import { DataType } from "./proto.js";
 
 export type Precision = "float32" | "int8";
@@ -30,29 +25,40 @@ export function checkPrecision(p: unknown, what = "precision"): Precision {
   return checkChoice(PRECISIONS, p, what);
 }
 
-/**
- * The largest int8 weight magnitude onnxruntime's u8×s8 kernels accumulate exactly on this CPU. Without VNNI, MLAS's
- * AVX2 / AVX-512BW kernels multiply with vpmaddubsw, whose int16 pair sums saturate for 255·127·2 > 32767 (measured
- * here: 15-22 % error per convolution on an AVX2-only CPU); 7-bit weights (±63, 255·63·2 = 32130) stay exact.
- * AVX-VNNI / AVX-512 VNNI / AMX and Arm's dot-product kernels accumulate in int32 directly and take the full ±127.
- */
-export function int8WeightMax(flags: readonly string[] | undefined = cpuFlags()): 127 | 63 {
-  if (process.arch === "arm64") return 127;
-  if (!flags) return 63;
-  return flags.some((f) => f === "avx512_vnni" || f === "avx_vnni" || f === "amx_int8") ? 127 : 63;
+/** The integer GEMM the int8 layers use (see the file comment). */
+export type Int8Kernel = "u8s8" | "u7s8" | "u8u8";
+export const INT8_KERNELS: readonly Int8Kernel[] = ["u8s8", "u7s8", "u8u8"];
+
+/** Throws a clear error unless `k` is an int8 kernel name. */
+export function checkInt8Kernel(k: unknown, what = "int8 kernel"): Int8Kernel {
+  return checkChoice(INT8_KERNELS, k, what);
+}
+
+/** The largest quantized activation magnitude of a kernel (zero point = this + 1). */
+export function activationLevels(kernel: Int8Kernel): 127 | 63 {
+  return kernel === "u7s8" ? 63 : 127;
+}
+
+/** The fast exact kernel for this CPU (see the file comment): "u8s8" with VNNI / AMX or on Arm64, else "u7s8". */
+export function int8Kernel(flags: readonly string[] | undefined = cpuFlags()): Int8Kernel {
+  if (process.arch === "arm64") return "u8s8";
+  if (!flags) return "u7s8";
+  return flags.some((f) => f === "avx512_vnni" || f === "avx_vnni" || f === "amx_int8") ? "u8s8" : "u7s8";
 }
 
 /**
- * Whether the int8 path quantizes convolutions as well as Linear layers, for the int8WeightMax of the target CPU.
- * With VNNI / AMX (8-bit weights) the u8×s8 im2col GEMM is the fast path (Xeon with AMX: UNet 2.95-3.5x faster
- * than PyTorch). Without them (AVX2-only x86: 7-bit weights, vpmaddubsw) quantized convolutions were both slower and
- * less accurate than float32 Winograd ones (AMD EPYC, UNet batch 2 at 128²: 11.4-14.1 s and 10.3 % relative RMS
- * error with them, 10.7 s and 5.5 % with float32 convolutions and int8 Linear layers; float32: 14.4-14.9 s), so
- * there int8 covers the Linear layers only.
+ * Whether the int8 path quantizes convolutions as well as Linear layers, for the kernel of the target CPU. With
+ * VNNI / AMX the u8s8 im2col GEMM is the fast path (Xeon with AMX: UNet 2.95-3.5x faster than PyTorch). Without
+ * them, quantized convolutions were slower than float32 Winograd ones (AMD EPYC, UNet batch 2 at 128²: 11.4-14.1 s
+ * with 7-bit quantized convolutions, 10.7 s with float32 convolutions and int8 Linear layers), so there int8 covers
+ * the Linear layers only.
  */
-export function int8Convolutions(weightMax: number = int8WeightMax()): boolean {
-  return weightMax === 127;
+export function int8Convolutions(kernel: Int8Kernel = int8Kernel()): boolean {
+  return kernel === "u8s8";
 }
+
+/** The largest weight magnitude (symmetric int8). */
+export const INT8_WEIGHT_MAX = 127;
 
 const ROUND_MAGIC = 6755399441055744;
 
@@ -140,72 +146,40 @@ export function quantizeConvWeight(
   });
 }
 
-/** y = x @ W + bias with W int8 [in, out] (per-column scales); x float32 [..., in]. */
-export function int8Linear(x: Value, w: Value, scale: Value, bias: Value | undefined): Value {
-  return x.graph.op("DynamicQuantizeMatMul", [x, w, scale, undefined, bias], {}, { domain: "com.microsoft" });
+/** A uint8 scalar constant, one per graph and value (zero points). */
+export function uint8Scalar(g: GraphBuilder, v: number): Value {
+  return g.sharedInitializer(`int8_zero_point_${v}`, () => ({
+    dims: [],
+    dataType: DataType.UINT8,
+    rawData: new Uint8Array([v]),
+  }));
 }
 
-const INT64_MAX = Number.MAX_SAFE_INTEGER; // Slice clamps ends to the axis length.
-
-/**
- * Conv2d (groups 1) on NCHW float32 x with W int8 [(ky, kx, in), out]: uint8 im2col + integer GEMM.
- */
-export function int8Conv2d(
-  x: Value,
-  w: Value,
-  scale: Value,
-  bias: Value | undefined,
-  opts: { kernel: number; stride: number; padding: number },
-): Value {
-  const g = x.graph;
-  const { kernel: k, stride: s, padding: p } = opts;
-  const [xq, xScale, xZero] = g.node("DynamicQuantizeLinear", [x], {}, { numOutputs: 3 }) as [
-    Value,
-    Value,
-    Value,
-  ];
-  let cols = op.transpose(xq, [0, 2, 3, 1]); // NHWC uint8
-  if (k > 1 || s > 1) {
-    if (p > 0)
-      cols = g.op("Pad", [cols, g.constInt64([0, p, p, 0, 0, p, p, 0]), xZero], { mode: "constant" });
-    const taps: Value[] = [];
-    for (let ky = 0; ky < k; ky++) {
-      for (let kx = 0; kx < k; kx++) {
-        // Tap (ky, kx) reads rows ky, ky+s, ... up to (padded size) - (k-1-ky): Ho = floor((Hp - k) / s) + 1 rows.
-        const end = (d: number) => (k - 1 - d > 0 ? -(k - 1 - d) : INT64_MAX);
-        taps.push(
-          g.op("Slice", [
-            cols,
-            g.constInt64([ky, kx]),
-            g.constInt64([end(ky), end(kx)]),
-            g.constInt64([1, 2]),
-            g.constInt64([s, s]),
-          ]),
-        );
-      }
-    }
-    cols = taps.length === 1 ? (taps[0] as Value) : op.concat(taps, 3);
-  }
-  const y = g.op(
-    "MatMulIntegerToFloat",
-    [cols, w, xScale, scale, xZero, undefined, bias],
-    {},
-    { domain: "com.microsoft" },
-  );
-  return op.transpose(y, [0, 3, 1, 2]);
+/** A quantized weight as graph values: W [inner, out] (int8, or uint8 + 128 for "u8u8"), per-column scales. */
+export interface Int8Weight {
+  w: Value;
+  scale: Value;
+  /** The weight's zero point: undefined for int8 (0), a uint8 scalar 128 for "u8u8". */
+  zeroPoint: Value | undefined;
+  /** The kernel it is stored for (its activations' quantization follows it). */
+  kernel: Int8Kernel;
 }
 
-/** The int8 initializer pair of a quantized weight. */
+/** The initializers of a quantized weight, stored for `kernel`. */
 export function int8Initializers(
-  g: { addInitializer: (t: import("./proto.js").ITensorProto) => Value },
+  g: GraphBuilder,
   name: string,
   m: QuantizedMatrix,
-): { w: Value; scale: Value } {
+  kernel: Int8Kernel,
+): Int8Weight {
+  const unsigned = kernel === "u8u8";
+  let raw = new Uint8Array(m.q.buffer, m.q.byteOffset, m.q.byteLength);
+  if (unsigned) raw = Uint8Array.from(m.q, (v) => v + 128);
   const w = g.addInitializer({
     name: `${name}::int8`,
     dims: [m.rows, m.cols],
-    dataType: DataType.INT8,
-    rawData: new Uint8Array(m.q.buffer, m.q.byteOffset, m.q.byteLength),
+    dataType: unsigned ? DataType.UINT8 : DataType.INT8,
+    rawData: raw,
   });
   const scale = g.addInitializer({
     name: `${name}::int8_scale`,
@@ -213,5 +187,6 @@ export function int8Initializers(
     dataType: DataType.FLOAT,
     rawData: new Uint8Array(m.scale.buffer, m.scale.byteOffset, m.scale.byteLength),
   });
-  return { w, scale };
+  const zeroPoint = unsigned ? uint8Scalar(g, 128) : undefined;
+  return { w, scale, zeroPoint, kernel };
 }

@@ -453,7 +453,13 @@ export class StableDiffusionUpscalePipeline {
       };
       modelInput = catChannels(modelInput, image);
       const out = await this.unet.forward(
-        { sample: modelInput, timestep: t, encoderHiddenStates: promptEmbeds, classLabels },
+        {
+          sample: modelInput,
+          timestep: t,
+          encoderHiddenStates: promptEmbeds,
+          classLabels,
+          guidancePairs: doCFG,
+        },
         { signal },
       );
       checkFinite(out, `the UNet at step ${i} (timestep ${t})`);

@@ -19,7 +19,13 @@ import { ModelBuilder, type ModelBuilderOptions } from "../../onnx/model_builder
 import { Conv2d, Embedding, GroupNorm, Linear } from "../../onnx/nn.js";
 import * as op from "../../onnx/ops.js";
 import { ParamStore } from "../../onnx/params.js";
-import { checkPrecision, int8Convolutions, int8WeightMax, type Precision } from "../../onnx/quantize.js";
+import {
+  checkPrecision,
+  type Int8Kernel,
+  int8Convolutions,
+  int8Kernel,
+  type Precision,
+} from "../../onnx/quantize.js";
 import { type BoundWeights, bindWeights, type WeightSet } from "../../onnx/weights.js";
 import { type HostTensor, validateHostTensor } from "../../runtime/host_tensor.js";
 import type { RemoteSession } from "../../runtime/remote_session.js";
@@ -109,6 +115,12 @@ export interface UNet2DConditionInputs {
   encoderHiddenStates: HostTensor;
   /** Required when the model has a class embedding (the x4 upscaler: the noise level, < num_class_embeds). */
   classLabels?: ClassLabelsInput;
+  /**
+   * The batch is [unconditional; conditional] halves of classifier-free guidance (what the pipeline runs). The
+   * int8 graph then quantizes the second half as its difference from the first (src/onnx/int8_ops.ts), which
+   * keeps the guided difference accurate; float32 graphs ignore it. Needs an even batch.
+   */
+  guidancePairs?: boolean;
 }
 
 /** diffusers `UNet2DConditionModel`: module tree, graph options, graph and its runtime session. */
@@ -414,16 +426,18 @@ export class UNet2DConditionModel {
   }
 
   /** The whole graph (inputs and output declared) with the current FreeU / attention options. */
-  buildGraph(options: { int8WeightMax?: number; int8Convolutions?: boolean } = {}): ModelBuilder {
+  buildGraph(options: { int8Kernel?: Int8Kernel; int8Convolutions?: boolean } = {}): ModelBuilder {
     if (!this.bound) throw new Error(`${this.label}: no weights were given, so the graph cannot be built`);
     let int8: ModelBuilderOptions["int8"];
     if (this.precisionMode === "int8") {
-      const weightMax = options.int8WeightMax ?? int8WeightMax();
-      const convolutions = options.int8Convolutions ?? int8Convolutions(weightMax);
-      int8 = { keep: (k: string) => UNET_INT8_KEEP.test(k), weightMax, convolutions };
+      const kernel = options.int8Kernel ?? int8Kernel();
+      const convolutions = options.int8Convolutions ?? int8Convolutions(kernel);
+      int8 = { keep: (k: string) => UNET_INT8_KEEP.test(k), kernel, convolutions };
     }
     const conv = convPlan(this.runtimeOptions.convAlgorithm, this.runtimeOptions.executionProvider);
     const b = new ModelBuilder(this.bound, { name: "unet", int8, conv });
+    // int8: each batch row's partner row for guidance pairs (itself if none; src/onnx/int8_ops.ts).
+    if (int8) b.int8GuidanceIndex = b.input("guidance_index", "int64", ["batch"]);
     const c = this.config;
     const cross = this.layout.crossAttentionDim;
     const crossDim = cross.every((d) => d === cross[0]) ? (cross[0] as number) : "cross_attention_dim";
@@ -464,6 +478,16 @@ export class UNet2DConditionModel {
         feeds.class_labels = classLabelIndices(inputs.classLabels, batch, kind.numClassEmbeds);
       else if (kind.kind === "timestep") feeds.class_labels = classLabelTimesteps(inputs.classLabels, batch);
       else feeds.class_labels = classLabelVectors(inputs.classLabels, batch, kind.dim);
+    }
+    if (inputs.guidancePairs && batch % 2 !== 0)
+      throw new UNetInputError(
+        `guidancePairs needs an even batch ([unconditional; conditional]), got ${batch}`,
+      );
+    if (this.precisionMode === "int8") {
+      // Row r of the conditional half pairs with row r of the unconditional half.
+      const half = inputs.guidancePairs ? batch / 2 : batch;
+      const index = BigInt64Array.from({ length: batch }, (_, r) => BigInt(r % half));
+      feeds.guidance_index = { type: "int64", dims: [batch], data: index };
     }
     const session = await this.getSession();
     const out = await session.run(feeds, { signal: options.signal });
