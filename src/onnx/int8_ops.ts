@@ -3,9 +3,8 @@
  * MatMulIntegerToFloat) on weights quantized when the graph is built (quantize.ts).
  *
  * Activations are quantized at run time, symmetric, to uint8 with zero point 128 (step max|x| / 127; 7-bit with
- * zero point 64 for the "u7s8" kernel),
- * with one scale per row of a Linear's input (per token) and one per image for a convolution (an im2col row mixes
- * k² pixels, so the scale must be common to them). The GEMM's float output is multiplied by the row's / image's
+ * zero point 64 for the "u7s8" kernel), with one scale per row of a Linear's input (per token) and one per image
+ * for a convolution (an im2col row mixes k² pixels, so the scale must be common to them). The GEMM's float output is multiplied by the row's / image's
  * scale; the weights' per-output-channel scales are applied inside the kernel. No calibration, no fixed range.
  *
  * Guidance pairs. Classifier-free guidance runs the UNet on [unconditional; conditional] halves and amplifies their
@@ -81,9 +80,9 @@ export function withGuidancePairs(
 }
 
 /**
- * float32 [batch, 1, ...] of the given rank: 1 where row r is paired (index[r] ≠ r), else 0. Built once per graph and rank,
- * with ops that keep the batch dimension's symbolic name (onnxruntime's session creation slows down quadratically
- * with the number of layers when every layer's output gets a fresh unknown dimension).
+ * float32 [batch, 1, ...] of the given rank: 1 where row r is paired (index[r] ≠ r), else 0. Built once per graph
+ * and rank, with ops that keep the batch dimension's symbolic name (`index` is [batch]): onnxruntime's allocation
+ * planner cannot reuse buffers of unknown shape, and scans all of them for every later node.
  */
 function pairedRows(index: Value, rank: number): Value {
   const g = index.graph;
