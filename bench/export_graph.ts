@@ -3,7 +3,7 @@
  * Python onnxruntime on a host without Node): `model.onnx` + one external-data file `weights.bin`.
  *
  *   npx tsx bench/export_graph.ts --model <unet dir> --precision int8 --out <dir> [--skeleton]
- *     [--conv-algorithm auto|direct|winograd] [--int8-kernel u8s8|u8u8]
+ *     [--conv-algorithm auto|direct|winograd] [--int8-kernel u8s8|u7s8|u8u8]
  *
  * With --skeleton the weights are not written: every large or quantized initializer points into `weights.bin`
  * (offsets and sizes recorded) and bench/run_exported.py fills it with random values, so a real-size graph
@@ -12,11 +12,10 @@
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { checkChoice } from "../src/io/choice.js";
 import { UNet2DConditionModel } from "../src/models/unet/unet_2d_condition.js";
 import { checkConvAlgorithm } from "../src/onnx/conv_plan.js";
 import { DataType, onnx } from "../src/onnx/proto.js";
-import { checkPrecision, INT8_KERNELS } from "../src/onnx/quantize.js";
+import { checkInt8Kernel, checkPrecision } from "../src/onnx/quantize.js";
 
 const { values: a } = parseArgs({
   options: {
@@ -37,7 +36,7 @@ const unet = await UNet2DConditionModel.fromPretrained(a.model, {
 });
 // Build for the integer kernel of the target machine (u8s8 = VNNI / AMX), not necessarily this one's.
 const kernel =
-  a["int8-kernel"] === undefined ? undefined : checkChoice(INT8_KERNELS, a["int8-kernel"], "--int8-kernel");
+  a["int8-kernel"] === undefined ? undefined : checkInt8Kernel(a["int8-kernel"], "--int8-kernel");
 const b = unet.buildGraph(kernel ? { int8Kernel: kernel } : {});
 const model = b.toModel();
 const folder = b.externalDataFolder;

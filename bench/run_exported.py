@@ -4,9 +4,10 @@
 
 Fills each folder's weights.bin with deterministic random weights (seeded by tensor name, so the float32 graph and
 the int8 graph share every float weight; int8 weights are the float32 ones quantized per output channel exactly as
-src/onnx/quantize.ts does, stored + 128 in uint8 for the "u8u8" kernel), then per size: session creation, warm-up, median of --runs timed runs (batch 2, as
-with classifier-free guidance, fed as guidance pairs to int8 graphs), and the int8 output's error against float32 on the same inputs. Session options
-match sdx4's (graph level all, sequential, spinning off). Prints one JSON line per measurement.
+src/onnx/quantize.ts does, stored + 128 in uint8 for the "u8u8" kernel), then per size: session creation, warm-up,
+median of --runs timed runs (batch 2, as with classifier-free guidance, fed as guidance pairs to int8 graphs), and
+the int8 output's error against float32 on the same inputs. Session options match sdx4's (graph level all,
+sequential, spinning off). Prints one JSON line per measurement.
 Used to time the int8 path on a CPU with AMX, where no Node is installed; pin cores with taskset.
 """
 import argparse, json, os, re, statistics, time, zlib
