@@ -58,6 +58,12 @@ function caseOf(m: string, name: string): FixtureCase {
   return group.get(`${m}_${name}`);
 }
 
+/** Decodes case c's z with the model's current settings and compares with its recorded sample. */
+async function assertDecodes(vae: AutoencoderKL, c: FixtureCase, label: string): Promise<void> {
+  const out = await vae.decode(host32(tensorOf(group, c, "z")));
+  assertClose(out.data as Float32Array, tensorOf(group, c, "sample").data, c.tolerance, label);
+}
+
 for (const m of ["tiny", "twin"] as const) {
   const skip = MODELS[m] === undefined ? "twin model not present (../shared/fixtures)" : false;
 
@@ -111,25 +117,13 @@ for (const m of ["tiny", "twin"] as const) {
       try {
         for (const name of ["vae_decode", "vae_decode_batch2_nonsquare"]) {
           const c = caseOf(m, name);
-          const out = await vae.decode(host32(tensorOf(group, c, "z")));
-          assertClose(
-            out.data as Float32Array,
-            tensorOf(group, c, "sample").data,
-            c.tolerance,
-            `${c.name} (winograd)`,
-          );
+          await assertDecodes(vae, c, `${c.name} (winograd)`);
         }
         // Tiles of odd latent sizes (edge tiles are not multiples of 4).
         const t = caseOf(m, "vae_tiled_decode_nonsquare");
         useTileParams(vae, t);
         vae.enableTiling();
-        const tiled = await vae.decode(host32(tensorOf(group, t, "z")));
-        assertClose(
-          tiled.data as Float32Array,
-          tensorOf(group, t, "sample").data,
-          t.tolerance,
-          `${t.name} (winograd)`,
-        );
+        await assertDecodes(vae, t, `${t.name} (winograd)`);
         vae.disableTiling();
         const c = caseOf(m, "vae_encode");
         const dist = await vae.encode(host32(tensorOf(group, c, "image")));
