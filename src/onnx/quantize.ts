@@ -174,7 +174,10 @@ export function int8Initializers(
 ): Int8Weight {
   const unsigned = kernel === "u8u8";
   let raw = new Uint8Array(m.q.buffer, m.q.byteOffset, m.q.byteLength);
-  if (unsigned) raw = Uint8Array.from(m.q, (v) => v + 128);
+  if (unsigned) {
+    raw = raw.slice(); // q + 128 as uint8 is the int8 byte with its top bit flipped
+    for (let i = 0; i < raw.length; i++) raw[i] = (raw[i] as number) ^ 0x80;
+  }
   const w = g.addInitializer({
     name: `${name}::int8`,
     dims: [m.rows, m.cols],
