@@ -1,5 +1,6 @@
 /**
- * `--low-memory` on Linux with glibc: run the CLI once more in a child process with a fixed malloc mmap threshold.
+ * Model offload (the CLI's default) on Linux with glibc: run the CLI once more in a child process with a fixed malloc
+ * mmap threshold.
  *
  * Why: glibc raises its mmap threshold dynamically (up to 32 MiB) once a large block has been freed, so the
  * text encoder's and the UNet's weights (many 0.25-32 MiB tensors) land in malloc's heaps. When model offload

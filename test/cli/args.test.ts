@@ -88,13 +88,21 @@ describe("defaults", () => {
     assert.equal(plan().load.graphCache, undefined);
   });
 
+  test("model offload is the CLI's default (each model runs once per call); --no-model-offload keeps them", () => {
+    assert.equal(plan().modelOffload, true);
+    assert.equal(plan("--model-offload").modelOffload, true);
+    assert.equal(plan("--no-model-offload").modelOffload, false);
+    assert.equal(plan("--low-memory", "--no-model-offload").modelOffload, false);
+    assert.equal(plan("--no-model-offload", "--model-offload").modelOffload, true, "the last one wins");
+  });
+
   test("--low-memory: model offload + memory-efficient attention, no tiling (it changes the image)", () => {
     const p = plan("--low-memory");
     assert.equal(p.modelOffload, true);
     assert.equal(p.memoryEfficientAttention, true);
     assert.equal(p.vaeTiling, false);
     assert.equal(plan("--low-memory", "--vae-tiling").vaeTiling, true);
-    assert.equal(plan().modelOffload, false);
+    assert.equal(plan().memoryEfficientAttention, false);
     // Winograd's transformed weights take memory: the preset builds direct convolutions unless told otherwise.
     assert.equal(p.load.convAlgorithm, "direct");
     assert.equal(plan("--low-memory", "--conv-algorithm", "auto").load.convAlgorithm, "auto");

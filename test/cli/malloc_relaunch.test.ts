@@ -1,7 +1,7 @@
 /**
- * --model-offload / --low-memory on glibc: the CLI reruns itself with a fixed malloc mmap threshold. The decision
- * rule, and end to end on the tiny model: the child really has the setting, outputs and exit codes pass through,
- * and Ctrl-C still stops the run with 130.
+ * Model offload (the CLI's default, and --low-memory's) on glibc: the CLI reruns itself with a fixed malloc mmap
+ * threshold. The decision rule, and end to end on the tiny model: the child really has the setting, outputs and exit
+ * codes pass through, Ctrl-C still stops the run with 130, and --no-model-offload runs in the process itself.
  */
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -36,13 +36,17 @@ describe("shouldRelaunch", () => {
 const work = mkdtempSync(join(tmpdir(), "sdx4-relaunch-"));
 after(() => rmSync(work, { recursive: true, force: true }));
 
-/** The environment of a process's first child (Linux /proc). */
-function childEnv(pid: number): string[] {
-  const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/);
-  return readFileSync(`/proc/${kids[0]}/environ`, "utf8").split("\0");
+/** A process's child processes (Linux /proc). */
+function children(pid: number): string[] {
+  return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
 }
 
-describe("sdx4 upscale --low-memory (tiny model)", { skip: !runsOnGlibc() && "needs glibc" }, () => {
+/** The environment of a process's first child. */
+function childEnv(pid: number): string[] {
+  return readFileSync(`/proc/${children(pid)[0]}/environ`, "utf8").split("\0");
+}
+
+describe("sdx4 upscale with model offload (tiny model)", { skip: !runsOnGlibc() && "needs glibc" }, () => {
   function run(args: string[], onStep?: (pid: number) => void) {
     let stepped = false;
     return runCli(args, {
@@ -71,11 +75,33 @@ describe("sdx4 upscale --low-memory (tiny model)", { skip: !runsOnGlibc() && "ne
     assert.ok(env.includes(`${MMAP_THRESHOLD_VAR}=${MMAP_THRESHOLD_BYTES}`), env.join(" "));
   });
 
+  test("offload is the default: a plain run relaunches too; --no-model-offload does not", async () => {
+    let env: string[] = [];
+    const plain = await run(
+      ["upscale", CAT, "-o", join(work, "plain.png"), "--model", TINY, "--steps", "2", "--seed", "0"],
+      (pid) => {
+        env = childEnv(pid);
+      },
+    );
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.ok(env.includes(`${MMAP_THRESHOLD_VAR}=${MMAP_THRESHOLD_BYTES}`), env.join(" "));
+    let kids: string[] | undefined;
+    const kept = join(work, "kept.png");
+    const r = await run(
+      ["upscale", CAT, "-o", kept, "--model", TINY, "--steps", "2", "--seed", "0", "--no-model-offload"],
+      (pid) => {
+        kids = children(pid);
+      },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(kids, [], "the run happens in the CLI's own process");
+    assert.deepEqual(readFileSync(kept), readFileSync(join(work, "plain.png")), "the same image either way");
+  });
+
   test("Ctrl-C to the CLI reaches the run: exit 130, nothing written", async () => {
     const out = join(work, "x.png");
-    const r = await run(
-      ["upscale", CAT, "-o", out, "--model", TINY, "--steps", "500", "--model-offload"],
-      (pid) => process.kill(pid, "SIGINT"),
+    const r = await run(["upscale", CAT, "-o", out, "--model", TINY, "--steps", "500"], (pid) =>
+      process.kill(pid, "SIGINT"),
     );
     assert.equal(r.code, 130, r.stderr);
     assert.match(r.stderr, /interrupted; no output was written/);
