@@ -210,7 +210,10 @@ export class StableDiffusionUpscalePipeline {
   disableAttentionSlicing(): void {
     this.unet.setAttentionSlice(null);
   }
-  /** onnxruntime's fused attention (com.microsoft MultiHeadAttention) in the UNet and the VAE. */
+  /**
+   * onnxruntime's fused attention (com.microsoft MultiHeadAttention) in the UNet and the VAE (the VAE's default on
+   * the CPU provider already; `disableMemoryEfficientAttention()` makes both plain).
+   */
   enableMemoryEfficientAttention(): void {
     this.unet.enableMemoryEfficientAttention();
     this.vae.enableMemoryEfficientAttention();

@@ -193,6 +193,40 @@ describe("UNet2DConditionModel inputs (tiny)", () => {
     );
   });
 
+  test("inputs above 128² latents run on the large-maps graph (built once per size class)", async () => {
+    const c = group.get("tiny_unet_basic");
+    const u = await UNet2DConditionModel.fromPretrained(MODELS.tiny, { runtime: host });
+    const built: boolean[] = [];
+    const build = u.buildGraph.bind(u);
+    u.buildGraph = (o = {}) => {
+      built.push(o.largeMaps === true);
+      return build(o);
+    };
+    const ehs = hostTensorOf(c, "encoder_hidden_states");
+    const channels = hostTensorOf(c, "sample").dims[1] as number;
+    const sample = (h: number, w: number): HostTensor => ({
+      type: "float32",
+      dims: [1, channels, h, w],
+      data: new Float32Array(channels * h * w).fill(0.5),
+    });
+    try {
+      const inputs = (h: number, w: number) => ({
+        sample: sample(h, w),
+        timestep: 10,
+        encoderHiddenStates: ehs,
+        classLabels: 20,
+      });
+      const small = await u.forward(inputs(8, 8));
+      const large = await u.forward(inputs(129, 128));
+      assert.deepEqual(large.dims.slice(2), [129, 128]);
+      assert.ok((large.data as Float32Array).every(Number.isFinite));
+      assert.deepEqual((await u.forward(inputs(8, 8))).data, small.data);
+      assert.deepEqual(built, [false, true, false]);
+    } finally {
+      u.release();
+    }
+  });
+
   test("invalid class labels and timesteps are clear errors", async () => {
     const c = group.get("tiny_unet_basic");
     const u = await model();

@@ -81,15 +81,17 @@ for (const m of ["tiny", "twin"] as const) {
         { atol: 1e-6, rtol: 1e-6 },
         "z",
       );
+      // The default on the CPU provider: the memory-efficient (fused MultiHeadAttention) graph.
+      assert.equal(vae.memoryEfficientAttention, true);
       const out = await vae.decode(host32(z));
       const want = tensorOf(group, c, "sample");
       assert.deepEqual(out.dims, want.shape);
       assertClose(out.data as Float32Array, want.data, c.tolerance, c.name);
 
-      // The same through the memory-efficient (fused MultiHeadAttention) graph.
-      vae.enableMemoryEfficientAttention();
-      const fused = await vae.decode(host32(z));
-      assertClose(fused.data as Float32Array, want.data, c.tolerance, `${c.name} memory-efficient`);
+      // The same through the plain attention graph (diffusers' AttnProcessor, score matrix and all).
+      vae.disableMemoryEfficientAttention();
+      const plain = await vae.decode(host32(z));
+      assertClose(plain.data as Float32Array, want.data, c.tolerance, `${c.name} plain attention`);
       vae.release();
     });
 
@@ -148,13 +150,13 @@ for (const m of ["tiny", "twin"] as const) {
         assert.deepEqual(dist[role].dims, want.shape);
         assertClose(dist[role].data as Float32Array, want.data, c.tolerance, `${c.name} ${role}`);
       }
-      vae.enableMemoryEfficientAttention();
-      const fused = await vae.encode(image);
+      vae.disableMemoryEfficientAttention();
+      const plain = await vae.encode(image);
       assertClose(
-        fused.mean.data as Float32Array,
+        plain.mean.data as Float32Array,
         tensorOf(group, c, "mean").data,
         c.tolerance,
-        "memory-efficient",
+        "plain attention",
       );
       vae.release();
     });
@@ -219,6 +221,63 @@ describe("AutoencoderKL graphs and tiling helpers", () => {
     const settings = { tileSampleMinSize: 32, tileLatentMinSize: 8, tileOverlapFactor: 0.25 };
     const out = await tiledDecode({ dims: z.shape, data: z.data }, settings, run);
     assertClose(out.data, tensorOf(group, c, "sample").data, c.tolerance, "tiledDecode + runGraph");
+  });
+
+  test("mid-block attention: fused by default on the CPU provider, plain elsewhere unless enabled", async () => {
+    const attentionOps = (vae: AutoencoderKL) => {
+      const nodes = vae.buildDecodeGraph().toModel().graph?.node ?? [];
+      return {
+        fused: nodes.filter((n) => n.opType === "MultiHeadAttention").length,
+        softmax: nodes.filter((n) => n.opType === "Softmax").length,
+      };
+    };
+    const cpu = await load("tiny");
+    assert.equal(cpu.memoryEfficientAttention, true);
+    assert.deepEqual(attentionOps(cpu), { fused: 1, softmax: 0 });
+    cpu.disableMemoryEfficientAttention();
+    assert.equal(cpu.memoryEfficientAttention, false);
+    assert.deepEqual(attentionOps(cpu), { fused: 0, softmax: 1 });
+    cpu.enableMemoryEfficientAttention();
+    assert.deepEqual(attentionOps(cpu), { fused: 1, softmax: 0 });
+
+    for (const executionProvider of ["cuda", "webgpu"] as const) {
+      const gpu = await AutoencoderKL.fromPretrained(MODELS.tiny, {
+        runtime: host,
+        runtimeOptions: { executionProvider },
+      });
+      assert.equal(gpu.memoryEfficientAttention, false, executionProvider);
+      assert.deepEqual(attentionOps(gpu), { fused: 0, softmax: 1 });
+      gpu.enableMemoryEfficientAttention();
+      assert.deepEqual(attentionOps(gpu), { fused: 1, softmax: 0 });
+    }
+  });
+
+  test("inputs above 128² latents run on the large-maps graph (one session per kind, switched by size)", async () => {
+    const vae = await load("tiny");
+    const built: boolean[] = [];
+    const build = vae.buildDecodeGraph.bind(vae);
+    vae.buildDecodeGraph = (attention, largeMaps) => {
+      built.push(largeMaps === true);
+      return build(attention, largeMaps);
+    };
+    const z = (h: number, w: number): HostTensor => ({
+      type: "float32",
+      dims: [1, 4, h, w],
+      data: new Float32Array(4 * h * w).fill(0.1),
+    });
+    try {
+      const small = await vae.decode(z(8, 8));
+      await vae.decode(z(8, 8));
+      const large = await vae.decode(z(64, 257));
+      assert.deepEqual(large.dims, [1, 3, 64 * 4, 257 * 4]);
+      const again = await vae.decode(z(8, 8));
+      assert.deepEqual(built, [false, true, false], "built once per size class and switch");
+      assert.deepEqual(again.data, small.data);
+      // The tiny model has no layer "auto" puts on Winograd: both graphs give the same numbers.
+      assert.ok((large.data as Float32Array).every(Number.isFinite));
+    } finally {
+      vae.release();
+    }
   });
 
   test("blend_v / blend_h follow diffusers (clamped extent, in place)", () => {

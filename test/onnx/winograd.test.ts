@@ -13,7 +13,7 @@ import { describe, test } from "node:test";
 import * as ort from "onnxruntime-node";
 import { UNet2DConditionModel } from "../../src/models/unet/unet_2d_condition.js";
 import { AutoencoderKL } from "../../src/models/vae/autoencoder_kl.js";
-import { type ConvPlan, checkConvAlgorithm, convPlan } from "../../src/onnx/conv_plan.js";
+import { type ConvPlan, checkConvAlgorithm, convPlan, largeMaps } from "../../src/onnx/conv_plan.js";
 import { ModelBuilder } from "../../src/onnx/model_builder.js";
 import { Conv2d } from "../../src/onnx/nn.js";
 import { ParamStore } from "../../src/onnx/params.js";
@@ -217,6 +217,16 @@ describe("ConvAlgorithm", () => {
     assert.deepEqual(convPlan("auto", "cuda"), {});
     assert.deepEqual(convPlan("auto", "webgpu"), {});
     assert.deepEqual(convPlan("direct", "cpu"), {});
+  });
+
+  test('"auto" for large maps (above 128² latents): onnxruntime\'s 3x3 Conv, 1x1 still as MatMul', () => {
+    assert.deepEqual(convPlan("auto", "cpu", { largeMaps: true }), { pointwiseMatMul: true });
+    assert.deepEqual(convPlan("auto", "cuda", { largeMaps: true }), {});
+    assert.equal(convPlan("winograd", "cpu", { largeMaps: true }).winograd?.(layer(256, 256)), true);
+    assert.deepEqual(convPlan("direct", "cpu", { largeMaps: true }), {});
+    assert.equal(largeMaps(128, 128), false);
+    assert.equal(largeMaps(64, 256), false, "by area");
+    assert.equal(largeMaps(128, 129), true);
   });
 
   test('"winograd": every eligible layer, on any provider', () => {

@@ -13,7 +13,7 @@
  */
 import { join } from "node:path";
 import { loadWeightSet, readJson } from "../../io/model_files.js";
-import { checkConvAlgorithm, convPlan } from "../../onnx/conv_plan.js";
+import { checkConvAlgorithm, convPlan, largeMaps } from "../../onnx/conv_plan.js";
 import type { Value } from "../../onnx/graph_builder.js";
 import { ModelBuilder, type ModelBuilderOptions } from "../../onnx/model_builder.js";
 import { Conv2d, Embedding, GroupNorm, Linear } from "../../onnx/nn.js";
@@ -425,8 +425,13 @@ export class UNet2DConditionModel {
     };
   }
 
-  /** The whole graph (inputs and output declared) with the current FreeU / attention options. */
-  buildGraph(options: { int8Kernel?: Int8Kernel; int8Convolutions?: boolean } = {}): ModelBuilder {
+  /**
+   * The whole graph (inputs and output declared) with the current FreeU / attention options. `largeMaps`: the
+   * variant `forward` uses above 128² latents (no Winograd under convAlgorithm "auto": src/onnx/conv_plan.ts).
+   */
+  buildGraph(
+    options: { int8Kernel?: Int8Kernel; int8Convolutions?: boolean; largeMaps?: boolean } = {},
+  ): ModelBuilder {
     if (!this.bound) throw new Error(`${this.label}: no weights were given, so the graph cannot be built`);
     let int8: ModelBuilderOptions["int8"];
     if (this.precisionMode === "int8") {
@@ -434,7 +439,8 @@ export class UNet2DConditionModel {
       const convolutions = options.int8Convolutions ?? int8Convolutions(kernel);
       int8 = { keep: (k: string) => UNET_INT8_KEEP.test(k), kernel, convolutions };
     }
-    const conv = convPlan(this.runtimeOptions.convAlgorithm, this.runtimeOptions.executionProvider);
+    const { convAlgorithm, executionProvider } = this.runtimeOptions;
+    const conv = convPlan(convAlgorithm, executionProvider, { largeMaps: options.largeMaps === true });
     const b = new ModelBuilder(this.bound, { name: "unet", int8, conv });
     // int8: each batch row's partner row for guidance pairs (itself if none; src/onnx/int8_ops.ts).
     if (int8) b.int8GuidanceIndex = b.input("guidance_index", "int64", ["batch"]);
@@ -489,17 +495,20 @@ export class UNet2DConditionModel {
       const index = BigInt64Array.from({ length: batch }, (_, r) => BigInt(r % half));
       feeds.guidance_index = { type: "int64", dims: [batch], data: index };
     }
-    const session = await this.getSession();
+    const session = await this.getSession(largeMaps(sample.dims[2] as number, sample.dims[3] as number));
     const out = await session.run(feeds, { signal: options.signal });
     return out.out_sample as HostTensor;
   }
 
-  /** The cached session for the current graph options (a changed option releases the old one). */
-  private getSession(): Promise<RemoteSession> {
-    const key = this.graphKey;
+  /**
+   * The cached session for the current graph options and input size class (a change releases the old one: one
+   * session is alive at a time).
+   */
+  private getSession(large: boolean): Promise<RemoteSession> {
+    const key = JSON.stringify({ graph: this.graphKey, largeMaps: large });
     if (this.session?.key === key) return this.session.promise;
     this.release();
-    const b = this.buildGraph();
+    const b = this.buildGraph({ largeMaps: large });
     const host = this.runtime ?? defaultRuntimeHost();
     const promise = b.createSession((model, external) =>
       host.createSession(model, { ...this.runtimeOptions, name: "unet", ...external }),

@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { loadWeightSet, readJson } from "../../io/model_files.js";
-import { checkConvAlgorithm, convPlan } from "../../onnx/conv_plan.js";
+import { checkConvAlgorithm, convPlan, largeMaps } from "../../onnx/conv_plan.js";
 import type { Value } from "../../onnx/graph_builder.js";
 import { ModelBuilder } from "../../onnx/model_builder.js";
 import { Conv2d } from "../../onnx/nn.js";
@@ -75,7 +75,8 @@ export class AutoencoderKL {
   private readonly bound: BoundWeights | undefined;
   private readonly runtime: RuntimeHost | undefined;
   private readonly runtimeOptions: RuntimeOptions;
-  private memoryEfficient = false;
+  /** undefined: the default (fused on the CPU provider, see `memoryEfficientAttention`). */
+  private memoryEfficient: boolean | undefined;
   private readonly sessions = new Map<GraphKind, { key: string; promise: Promise<RemoteSession> }>();
 
   /** A model from a config object (diffusers' config.json keys); weights are bound strictly when given. */
@@ -160,21 +161,30 @@ export class AutoencoderKL {
     this.memoryEfficient = enabled;
   }
 
+  /** The plain attention (softmax(QKᵀ)V with its score matrix), diffusers' AttnProcessor. */
   disableMemoryEfficientAttention(): void {
     this.memoryEfficient = false;
   }
 
+  /**
+   * Whether the mid-block attention is fused. Default: yes on the CPU provider, as diffusers on torch 2 runs
+   * scaled_dot_product_attention there: the mid-block attends over every latent pixel with one head, so the plain
+   * score matrix is (H·W)² floats per image (128² latents: 1 GiB, 256²: 16 GiB) for no speed gain (measured: the
+   * same decode time at 64² and 128²; the goldens pass either way). Other providers keep the plain attention
+   * unless enabled.
+   */
   get memoryEfficientAttention(): boolean {
-    return this.memoryEfficient;
+    return this.memoryEfficient ?? (this.runtimeOptions.executionProvider ?? "cpu") === "cpu";
   }
 
   private attentionOptions(): AttentionGraphOptions {
-    return this.memoryEfficient ? { memoryEfficient: true } : {};
+    return this.memoryEfficientAttention ? { memoryEfficient: true } : {};
   }
 
-  private builder(name: string): ModelBuilder {
+  private builder(name: string, largeMaps: boolean): ModelBuilder {
     if (!this.bound) throw new Error(`${this.label}: no weights were given, so the graph cannot be built`);
-    const conv = convPlan(this.runtimeOptions.convAlgorithm, this.runtimeOptions.executionProvider);
+    const { convAlgorithm, executionProvider } = this.runtimeOptions;
+    const conv = convPlan(convAlgorithm, executionProvider, { largeMaps });
     return new ModelBuilder(this.bound, { name, conv });
   }
 
@@ -192,10 +202,17 @@ export class AutoencoderKL {
     return this.quantConv.forward(b, this.encoder.forward(b, image, attention));
   }
 
-  /** The decode graph: input `z` [batch, latent, height, width] → output `sample`. */
-  buildDecodeGraph(attention: AttentionGraphOptions = this.attentionOptions()): ModelBuilder {
+  /**
+   * The decode graph: input `z` [batch, latent, height, width] → output `sample`. `largeMaps`: the variant that
+   * `decode` uses above 128² latents (no Winograd under convAlgorithm "auto": src/onnx/conv_plan.ts; the same
+   * results up to float rounding, far less memory). Tiles of a tiled decode are small.
+   */
+  buildDecodeGraph(
+    attention: AttentionGraphOptions = this.attentionOptions(),
+    largeMaps = false,
+  ): ModelBuilder {
     const c = this.config;
-    const b = this.builder("vae_decoder");
+    const b = this.builder("vae_decoder", largeMaps);
     const z = b.input("z", "float32", ["batch", c.latent_channels, "height", "width"]);
     b.output(this.decodeGraph(b, z, attention), "sample", "float32", [
       "batch",
@@ -206,10 +223,16 @@ export class AutoencoderKL {
     return b;
   }
 
-  /** The encode graph: input `image` [batch, in, height, width] → output `moments` [batch, 2·latent, h, w]. */
-  buildEncodeGraph(attention: AttentionGraphOptions = this.attentionOptions()): ModelBuilder {
+  /**
+   * The encode graph: input `image` [batch, in, height, width] → output `moments` [batch, 2·latent, h, w].
+   * `largeMaps` as for `buildDecodeGraph`.
+   */
+  buildEncodeGraph(
+    attention: AttentionGraphOptions = this.attentionOptions(),
+    largeMaps = false,
+  ): ModelBuilder {
     const c = this.config;
-    const b = this.builder("vae_encoder");
+    const b = this.builder("vae_encoder", largeMaps);
     const x = b.input("image", "float32", ["batch", c.in_channels, "height", "width"]);
     b.output(this.encodeGraph(b, x, attention), "moments", "float32", [
       "batch",
@@ -294,7 +317,9 @@ export class AutoencoderKL {
   }
 
   private async runGraph(kind: GraphKind, x: FloatTensor, options: VaeRunOptions): Promise<FloatTensor> {
-    const session = await this.getSession(kind);
+    const [, , h, w] = x.dims as [number, number, number, number];
+    const f = kind === "decode" ? 1 : this.scaleFactor;
+    const session = await this.getSession(kind, largeMaps(h / f, w / f));
     const input = kind === "decode" ? "z" : "image";
     const output = kind === "decode" ? "sample" : "moments";
     const out = await session.run({ [input]: { type: "float32", dims: x.dims, data: x.data } }, options);
@@ -302,13 +327,20 @@ export class AutoencoderKL {
     return { dims: r.dims, data: r.data as Float32Array };
   }
 
-  /** The cached session of a graph for the current options (a changed option releases the old one). */
-  private getSession(kind: GraphKind): Promise<RemoteSession> {
-    const key = JSON.stringify(this.attentionOptions());
+  /**
+   * The cached session of a graph for the current options and input size class (a change releases the old one:
+   * one session per kind is alive at a time).
+   */
+  private getSession(kind: GraphKind, largeMaps: boolean): Promise<RemoteSession> {
+    const attention = this.attentionOptions();
+    const key = JSON.stringify({ attention, largeMaps });
     const hit = this.sessions.get(kind);
     if (hit?.key === key) return hit.promise;
     this.releaseSession(kind);
-    const b = kind === "decode" ? this.buildDecodeGraph() : this.buildEncodeGraph();
+    const b =
+      kind === "decode"
+        ? this.buildDecodeGraph(attention, largeMaps)
+        : this.buildEncodeGraph(attention, largeMaps);
     const host = this.runtime ?? defaultRuntimeHost();
     const name = kind === "decode" ? "vae_decoder" : "vae_encoder";
     const promise = b.createSession((model, external) =>
