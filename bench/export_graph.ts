@@ -3,7 +3,10 @@
  * Python onnxruntime on a host without Node): `model.onnx` + one external-data file `weights.bin`.
  *
  *   npx tsx bench/export_graph.ts --model <unet dir> --precision int8 --out <dir> [--skeleton]
- *     [--conv-algorithm auto|direct|winograd] [--int8-kernel u8s8|u7s8|u8u8]
+ *     [--conv-algorithm auto|direct|winograd] [--int8-kernel u8s8|u7s8|u8u8] [--int8-convolutions yes|no]
+ *
+ * --int8-convolutions overrides the kernel's default (int8 convolutions with u8s8 only: `int8Convolutions()`);
+ * "no" gives the Linear-only int8 graph that keeps >= 40 dB (README, "The int8 fast path").
  *
  * With --skeleton the weights are not written: every large or quantized initializer points into `weights.bin`
  * (offsets and sizes recorded) and bench/run_exported.py fills it with random values, so a real-size graph
@@ -12,6 +15,7 @@
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { checkChoice } from "../src/io/choice.js";
 import { UNet2DConditionModel } from "../src/models/unet/unet_2d_condition.js";
 import { checkConvAlgorithm } from "../src/onnx/conv_plan.js";
 import { DataType, onnx } from "../src/onnx/proto.js";
@@ -24,6 +28,7 @@ const { values: a } = parseArgs({
     out: { type: "string" },
     skeleton: { type: "boolean", default: false },
     "int8-kernel": { type: "string" },
+    "int8-convolutions": { type: "string" },
     "conv-algorithm": { type: "string", default: "auto" },
   },
 });
@@ -37,7 +42,14 @@ const unet = await UNet2DConditionModel.fromPretrained(a.model, {
 // Build for the integer kernel of the target machine (u8s8 = VNNI / AMX), not necessarily this one's.
 const kernel =
   a["int8-kernel"] === undefined ? undefined : checkInt8Kernel(a["int8-kernel"], "--int8-kernel");
-const b = unet.buildGraph(kernel ? { int8Kernel: kernel } : {});
+const convs =
+  a["int8-convolutions"] === undefined
+    ? undefined
+    : checkChoice(["yes", "no"] as const, a["int8-convolutions"], "--int8-convolutions");
+const b = unet.buildGraph({
+  ...(kernel ? { int8Kernel: kernel } : {}),
+  ...(convs !== undefined ? { int8Convolutions: convs === "yes" } : {}),
+});
 const model = b.toModel();
 const folder = b.externalDataFolder;
 const SIZES: Record<number, number> = {
