@@ -33,17 +33,22 @@ export interface ConvPlan {
 export const WINOGRAD_AUTO = { minChannels: 256, maxOutChannels: 512 } as const;
 
 /**
- * The latent size (height × width) above which "auto" builds a model's graph without Winograd (`largeMaps`): the
- * transforms' intermediate tensors (2.25x a layer's input, several alive at once) outgrow the caches and take
- * memory while the gain vanishes. AMD EPYC, x4 model, float32, Winograd vs direct: UNet 128² latents 13.4 s vs
- * 17.9 s, 256² 91.8 s / 6.0 GB vs 80.4 s / 4.1 GB; VAE decode 128² 18.2 s / 3.3 GB vs 29.3 s / 2.7 GB, 256²
- * 199 s / 11.6 GB vs 212 s / 4.5 GB (peak RSS of the process).
+ * The latent sizes (height × width) above which "auto" builds a model's graph without Winograd (`largeMaps`): the
+ * transforms' intermediate tensors (2.25x a layer's input, several alive at once) take memory that grows with the
+ * map, while the gain shrinks. Measured on the AMD EPYC, x4 model, float32, Winograd vs direct (peak RSS of the
+ * process): UNet batch 2 at 128² latents 13.4 s vs 17.9 s, at 256² 60.7 s / 6.4 GB vs 89.1 s / 4.3 GB (so the UNet
+ * keeps Winograd up to 256²; at 512² its activations alone are 10 GiB); VAE decode 128² 18.2 s / 3.3 GB vs 29.3 s /
+ * 2.7 GB, 256² 207 s / 11.8 GB vs 231 s / 4.6 GB (so the VAE keeps it up to 128²).
  */
-export const WINOGRAD_AUTO_MAX_LATENT_AREA = 128 * 128;
+export const WINOGRAD_AUTO_MAX_LATENT_AREA = { unet: 256 * 256, vae: 128 * 128 } as const;
 
-/** Whether inputs of this latent size run on the graph built for large maps (see WINOGRAD_AUTO_MAX_LATENT_AREA). */
-export function largeMaps(latentHeight: number, latentWidth: number): boolean {
-  return latentHeight * latentWidth > WINOGRAD_AUTO_MAX_LATENT_AREA;
+/** Whether a model's inputs of this latent size run on its graph built for large maps. */
+export function largeMaps(
+  model: keyof typeof WINOGRAD_AUTO_MAX_LATENT_AREA,
+  latentHeight: number,
+  latentWidth: number,
+): boolean {
+  return latentHeight * latentWidth > WINOGRAD_AUTO_MAX_LATENT_AREA[model];
 }
 
 /**

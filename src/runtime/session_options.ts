@@ -54,9 +54,9 @@ export interface RuntimeOptions {
   /**
    * How float32 3×3 convolutions are built (src/onnx/winograd.ts). "auto" (default): Winograd's F(4×4, 3×3) on
    * the CPU execution provider where it is measured faster (both channel counts from 256 to 512: the UNet's and
-   * VAE's large convolutions, 1.5-2.6x faster each), onnxruntime's Conv elsewhere and on other providers; the VAE
-   * builds its graph for inputs above 128² latents without Winograd (VAE_WINOGRAD_AUTO_MAX_LATENT_AREA: the
-   * transforms' memory grows with the map, their gain does not).
+   * VAE's large convolutions, 1.5-2.6x faster each), onnxruntime's Conv elsewhere and on other providers; above
+   * 256² latents (UNet) and 128² (VAE) the graph is built without Winograd (WINOGRAD_AUTO_MAX_LATENT_AREA: the
+   * transforms' memory grows with the map, their gain shrinks).
    * "direct": always onnxruntime's Conv (bit-closest to PyTorch; the weights of those layers take 4x less memory).
    * "winograd": every eligible convolution (stride 1, padding 1, groups 1), also on GPU providers.
    */

@@ -219,14 +219,16 @@ describe("ConvAlgorithm", () => {
     assert.deepEqual(convPlan("direct", "cpu"), {});
   });
 
-  test('"auto" for large maps (above 128² latents): onnxruntime\'s 3x3 Conv, 1x1 still as MatMul', () => {
+  test('"auto" for large maps (UNet above 256² latents, VAE above 128²): onnxruntime\'s 3x3 Conv, 1x1 still as MatMul', () => {
     assert.deepEqual(convPlan("auto", "cpu", { largeMaps: true }), { pointwiseMatMul: true });
     assert.deepEqual(convPlan("auto", "cuda", { largeMaps: true }), {});
     assert.equal(convPlan("winograd", "cpu", { largeMaps: true }).winograd?.(layer(256, 256)), true);
     assert.deepEqual(convPlan("direct", "cpu", { largeMaps: true }), {});
-    assert.equal(largeMaps(128, 128), false);
-    assert.equal(largeMaps(64, 256), false, "by area");
-    assert.equal(largeMaps(128, 129), true);
+    assert.equal(largeMaps("vae", 128, 128), false);
+    assert.equal(largeMaps("vae", 64, 256), false, "by area");
+    assert.equal(largeMaps("vae", 128, 129), true);
+    assert.equal(largeMaps("unet", 256, 256), false);
+    assert.equal(largeMaps("unet", 256, 257), true);
   });
 
   test('"winograd": every eligible layer, on any provider', () => {

@@ -427,7 +427,7 @@ export class UNet2DConditionModel {
 
   /**
    * The whole graph (inputs and output declared) with the current FreeU / attention options. `largeMaps`: the
-   * variant `forward` uses above 128² latents (no Winograd under convAlgorithm "auto": src/onnx/conv_plan.ts).
+   * variant `forward` uses above 256² latents (no Winograd under convAlgorithm "auto": src/onnx/conv_plan.ts).
    */
   buildGraph(
     options: { int8Kernel?: Int8Kernel; int8Convolutions?: boolean; largeMaps?: boolean } = {},
@@ -495,7 +495,7 @@ export class UNet2DConditionModel {
       const index = BigInt64Array.from({ length: batch }, (_, r) => BigInt(r % half));
       feeds.guidance_index = { type: "int64", dims: [batch], data: index };
     }
-    const session = await this.getSession(largeMaps(sample.dims[2] as number, sample.dims[3] as number));
+    const session = await this.getSession(largeMaps("unet", sample.dims[2] as number, sample.dims[3] as number));
     const out = await session.run(feeds, { signal: options.signal });
     return out.out_sample as HostTensor;
   }
