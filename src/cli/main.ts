@@ -16,6 +16,7 @@ import { readFileSync } from "node:fs";
 import { RuntimeHost } from "../runtime/worker_host.js";
 import { parseCli } from "./args.js";
 import { debugEnabled, EXIT_INTERRUPTED, EXIT_OK, exitCodeOf, formatError } from "./errors.js";
+import { untiledDecodeNote } from "./memory_note.js";
 import { createProgress } from "./progress.js";
 
 function readVersion(): string {
@@ -58,6 +59,9 @@ async function main(argv: string[]): Promise<number> {
   } catch (e) {
     return report(e);
   }
+
+  const note = untiledDecodeNote(plan, images);
+  if (note !== undefined) process.stderr.write(note);
 
   const progress = createProgress({ stream: process.stderr, tty: process.stderr.isTTY === true });
   const controller = new AbortController();
