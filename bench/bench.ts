@@ -251,7 +251,6 @@ function suite(a: Args): SuiteEntry[] {
     e("vae-64", "--component", "vae", "--size", "64", "--runs", "3"),
     e("vae-128", "--component", "vae", "--size", "128", "--runs", "3"),
     e("vae-128-direct", "--component", "vae", "--size", "128", "--conv-algorithm", "direct", "--runs", "3"),
-    e("vae-128-mea", "--component", "vae", "--size", "128", "--memory-efficient", "--runs", "3"),
     e("vae-256-tiled", "--component", "vae", "--size", "256", "--tiled", "--runs", "1", "--warmup", "0"),
     e("pipeline-128", "--component", "pipeline", "--size", "128", "--steps", String(a.steps), "--runs", "1"),
     // Peak memory of one call with the CLI's --low-memory options (2 steps: a repeated UNet run is included).
