@@ -181,10 +181,10 @@ export class AutoencoderKL {
     return this.memoryEfficientAttention ? { memoryEfficient: true } : {};
   }
 
-  private builder(name: string, largeMaps: boolean): ModelBuilder {
+  private builder(name: string, large: boolean): ModelBuilder {
     if (!this.bound) throw new Error(`${this.label}: no weights were given, so the graph cannot be built`);
     const { convAlgorithm, executionProvider } = this.runtimeOptions;
-    const conv = convPlan(convAlgorithm, executionProvider, { largeMaps });
+    const conv = convPlan(convAlgorithm, executionProvider, { largeMaps: large });
     return new ModelBuilder(this.bound, { name, conv });
   }
 
@@ -331,16 +331,14 @@ export class AutoencoderKL {
    * The cached session of a graph for the current options and input size class (a change releases the old one:
    * one session per kind is alive at a time).
    */
-  private getSession(kind: GraphKind, largeMaps: boolean): Promise<RemoteSession> {
+  private getSession(kind: GraphKind, large: boolean): Promise<RemoteSession> {
     const attention = this.attentionOptions();
-    const key = JSON.stringify({ attention, largeMaps });
+    const key = JSON.stringify({ attention, largeMaps: large });
     const hit = this.sessions.get(kind);
     if (hit?.key === key) return hit.promise;
     this.releaseSession(kind);
     const b =
-      kind === "decode"
-        ? this.buildDecodeGraph(attention, largeMaps)
-        : this.buildEncodeGraph(attention, largeMaps);
+      kind === "decode" ? this.buildDecodeGraph(attention, large) : this.buildEncodeGraph(attention, large);
     const host = this.runtime ?? defaultRuntimeHost();
     const name = kind === "decode" ? "vae_decoder" : "vae_encoder";
     const promise = b.createSession((model, external) =>
