@@ -495,7 +495,9 @@ export class UNet2DConditionModel {
       const index = BigInt64Array.from({ length: batch }, (_, r) => BigInt(r % half));
       feeds.guidance_index = { type: "int64", dims: [batch], data: index };
     }
-    const session = await this.getSession(largeMaps("unet", sample.dims[2] as number, sample.dims[3] as number));
+    const session = await this.getSession(
+      largeMaps("unet", sample.dims[2] as number, sample.dims[3] as number),
+    );
     const out = await session.run(feeds, { signal: options.signal });
     return out.out_sample as HostTensor;
   }
