@@ -59,7 +59,6 @@ export class ModelBuilder extends GraphBuilder {
   private readonly int8Options: ModelBuilderOptions["int8"];
   /** How float32 convolutions are built. */
   readonly convPlan: ConvPlan;
-  private readonly winogradValues = new Map<string, Value>();
   private kernel: Int8Kernel | undefined;
   /** External initializers in graph order, with the weight each one reads. */
   private readonly external: { tensor: ITensorProto; entry: ExternalEntry }[] = [];
@@ -77,11 +76,7 @@ export class ModelBuilder extends GraphBuilder {
 
   /** The Winograd-transformed filters U [36, K, C] of a 3×3 conv weight (folded at session creation). */
   winogradWeight(p: Param): Value {
-    const hit = this.winogradValues.get(p.key);
-    if (hit) return hit;
-    const v = winogradFilterGraph(this.param(p));
-    this.winogradValues.set(p.key, v);
-    return v;
+    return this.shared(`winograd:${p.key}`, () => winogradFilterGraph(this.param(p)));
   }
 
   /** Whether the layer (a Linear or a Conv2d) owning weight `key` is built as an int8 kernel. */

@@ -57,41 +57,26 @@ export class Conv2d {
   }
   forward(b: ModelBuilder, x: Value): Value {
     const groups = this.opts.groups ?? 1;
+    const stride = this.opts.stride ?? 1;
+    const padding = this.opts.padding ?? 0;
+    // After the weight in every branch: initializers keep their graph order (graph bytes, cache keys, spill layout).
+    const bias = () => (this.bias ? b.param(this.bias) : undefined);
     if (groups === 1 && b.usesInt8(this.weight.key, "conv")) {
       const w = b.int8Weight(this.weight, (v, qmax) =>
         quantizeConvWeight(v, this.outChannels, this.inChannels, this.kernel, qmax),
       );
-      const opts = { kernel: this.kernel, stride: this.opts.stride ?? 1, padding: this.opts.padding ?? 0 };
-      return int8Conv2d(x, w, this.bias ? b.param(this.bias) : undefined, opts, b.int8GuidanceIndex);
+      return int8Conv2d(x, w, bias(), { kernel: this.kernel, stride, padding }, b.int8GuidanceIndex);
     }
-    const stride1 = (this.opts.stride ?? 1) === 1;
-    const plan = b.convPlan;
-    if (groups === 1 && stride1 && this.kernel === 3 && this.opts.padding === 1 && plan.winograd?.(this)) {
+    const plain = groups === 1 && stride === 1;
+    if (plain && this.kernel === 3 && padding === 1 && b.convPlan.winograd?.(this)) {
       const u = b.winogradWeight(this.weight);
-      return winogradConv3x3(
-        x,
-        u,
-        this.bias ? b.param(this.bias) : undefined,
-        this.inChannels,
-        this.outChannels,
-      );
+      return winogradConv3x3(x, u, bias(), this.inChannels, this.outChannels);
     }
-    if (
-      groups === 1 &&
-      stride1 &&
-      this.kernel === 1 &&
-      (this.opts.padding ?? 0) === 0 &&
-      plan.pointwiseMatMul
-    ) {
-      return pointwiseConv(
-        x,
-        b.param(this.weight),
-        this.bias ? b.param(this.bias) : undefined,
-        this.inChannels,
-        this.outChannels,
-      );
+    if (plain && this.kernel === 1 && padding === 0 && b.convPlan.pointwiseMatMul) {
+      const w = b.param(this.weight);
+      return pointwiseConv(x, w, bias(), this.inChannels, this.outChannels);
     }
-    return op.conv(x, b.param(this.weight), this.bias ? b.param(this.bias) : undefined, {
+    return op.conv(x, b.param(this.weight), bias(), {
       kernel: this.kernel,
       stride: this.opts.stride,
       padding: this.opts.padding,
