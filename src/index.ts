@@ -26,7 +26,9 @@ export {
   type ConvAlgorithm,
   type ConvPlan,
   convPlan,
+  largeMaps,
   WINOGRAD_AUTO,
+  WINOGRAD_AUTO_MAX_LATENT_AREA,
 } from "./onnx/conv_plan.js";
 export { GraphBuilder, Value } from "./onnx/graph_builder.js";
 export { ModelBuilder } from "./onnx/model_builder.js";

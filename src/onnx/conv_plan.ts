@@ -42,12 +42,18 @@ export const WINOGRAD_AUTO = { minChannels: 256, maxOutChannels: 512 } as const;
  */
 export const WINOGRAD_AUTO_MAX_LATENT_AREA = { unet: 256 * 256, vae: 128 * 128 } as const;
 
-/** Whether a model's inputs of this latent size run on its graph built for large maps. */
+/**
+ * Whether a model's inputs of this latent size run on its graph built for large maps: only where that graph
+ * differs ("auto" on the CPU), so other algorithms and providers keep one graph and one session for every size.
+ */
 export function largeMaps(
   model: keyof typeof WINOGRAD_AUTO_MAX_LATENT_AREA,
   latentHeight: number,
   latentWidth: number,
+  options: { convAlgorithm?: ConvAlgorithm; executionProvider?: string } = {},
 ): boolean {
+  if ((options.convAlgorithm ?? "auto") !== "auto" || (options.executionProvider ?? "cpu") !== "cpu")
+    return false;
   return latentHeight * latentWidth > WINOGRAD_AUTO_MAX_LATENT_AREA[model];
 }
 

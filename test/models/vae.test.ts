@@ -278,6 +278,24 @@ describe("AutoencoderKL graphs and tiling helpers", () => {
     } finally {
       vae.release();
     }
+    // "direct" builds the same graph at every size: one graph, one session.
+    const direct = await AutoencoderKL.fromPretrained(MODELS.tiny, {
+      runtime: host,
+      runtimeOptions: { convAlgorithm: "direct" },
+    });
+    const builds: (boolean | undefined)[] = [];
+    const buildDirect = direct.buildDecodeGraph.bind(direct);
+    direct.buildDecodeGraph = (attention, largeMaps) => {
+      builds.push(largeMaps);
+      return buildDirect(attention, largeMaps);
+    };
+    try {
+      await direct.decode(z(8, 8));
+      await direct.decode(z(64, 257));
+      assert.deepEqual(builds, [false]);
+    } finally {
+      direct.release();
+    }
   });
 
   test("blend_v / blend_h follow diffusers (clamped extent, in place)", () => {

@@ -229,6 +229,11 @@ describe("ConvAlgorithm", () => {
     assert.equal(largeMaps("vae", 128, 129), true);
     assert.equal(largeMaps("unet", 256, 256), false);
     assert.equal(largeMaps("unet", 256, 257), true);
+    // Where the two graphs would be the same, one graph serves every size.
+    assert.equal(largeMaps("vae", 512, 512, { convAlgorithm: "direct" }), false);
+    assert.equal(largeMaps("vae", 512, 512, { convAlgorithm: "winograd" }), false);
+    assert.equal(largeMaps("unet", 512, 512, { executionProvider: "cuda" }), false);
+    assert.equal(largeMaps("unet", 512, 512, { convAlgorithm: "auto", executionProvider: "cpu" }), true);
   });
 
   test('"winograd": every eligible layer, on any provider', () => {

@@ -496,7 +496,7 @@ export class UNet2DConditionModel {
       feeds.guidance_index = { type: "int64", dims: [batch], data: index };
     }
     const session = await this.getSession(
-      largeMaps("unet", sample.dims[2] as number, sample.dims[3] as number),
+      largeMaps("unet", sample.dims[2] as number, sample.dims[3] as number, this.runtimeOptions),
     );
     const out = await session.run(feeds, { signal: options.signal });
     return out.out_sample as HostTensor;

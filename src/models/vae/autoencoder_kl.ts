@@ -319,7 +319,7 @@ export class AutoencoderKL {
   private async runGraph(kind: GraphKind, x: FloatTensor, options: VaeRunOptions): Promise<FloatTensor> {
     const [, , h, w] = x.dims as [number, number, number, number];
     const f = kind === "decode" ? 1 : this.scaleFactor;
-    const session = await this.getSession(kind, largeMaps("vae", h / f, w / f));
+    const session = await this.getSession(kind, largeMaps("vae", h / f, w / f, this.runtimeOptions));
     const input = kind === "decode" ? "z" : "image";
     const output = kind === "decode" ? "sample" : "moments";
     const out = await session.run({ [input]: { type: "float32", dims: x.dims, data: x.data } }, options);
