@@ -4,8 +4,9 @@
  *
  * Activations are quantized at run time, symmetric, to uint8 with zero point 128 (step max|x| / 127; 7-bit with
  * zero point 64 for the "u7s8" kernel), with one scale per row of a Linear's input (per token) and one per image
- * for a convolution (an im2col row mixes k² pixels, so the scale must be common to them). The GEMM's float output is multiplied by the row's / image's
- * scale; the weights' per-output-channel scales are applied inside the kernel. No calibration, no fixed range.
+ * for a convolution (an im2col row mixes k² pixels, so the scale must be common to them). The GEMM's float output
+ * is multiplied by the row's / image's scale; the weights' per-output-channel scales are applied inside the
+ * kernel. No calibration, no fixed range.
  *
  * Guidance pairs. Classifier-free guidance runs the UNet on [unconditional; conditional] halves and amplifies their
  * difference by the guidance scale (9 by default), and with it any error that differs between the halves. Given
