@@ -1,9 +1,10 @@
 /**
- * Writes sdx4's UNet graph (float32 or int8) as a standalone ONNX model for another machine or runtime (e.g.
- * Python onnxruntime on a host without Node): `model.onnx` + one external-data file `weights.bin`.
+ * Writes sdx4's UNet graph (float32 or int8) or VAE decode graph as a standalone ONNX model for another machine or
+ * runtime (e.g. Python onnxruntime on a host without Node): `model.onnx` + one external-data file `weights.bin`.
  *
  *   npx tsx bench/export_graph.ts --model <unet dir> --precision int8 --out <dir> [--skeleton]
  *     [--conv-algorithm auto|direct|winograd] [--int8-kernel u8s8|u7s8|u8u8] [--int8-convolutions yes|no]
+ *   npx tsx bench/export_graph.ts --component vae --model <vae dir> --out <dir> [--skeleton] [--conv-algorithm ...]
  *
  * --int8-convolutions overrides the kernel's default (int8 convolutions with u8s8 only: `int8Convolutions()`);
  * "no" gives the Linear-only int8 graph that keeps >= 40 dB (README, "The int8 fast path").
@@ -17,12 +18,14 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { checkChoice } from "../src/io/choice.js";
 import { UNet2DConditionModel } from "../src/models/unet/unet_2d_condition.js";
+import { AutoencoderKL } from "../src/models/vae/autoencoder_kl.js";
 import { checkConvAlgorithm } from "../src/onnx/conv_plan.js";
 import { DataType, onnx } from "../src/onnx/proto.js";
 import { checkInt8Kernel, checkPrecision } from "../src/onnx/quantize.js";
 
 const { values: a } = parseArgs({
   options: {
+    component: { type: "string", default: "unet" },
     model: { type: "string" },
     precision: { type: "string", default: "float32" },
     out: { type: "string" },
@@ -32,13 +35,11 @@ const { values: a } = parseArgs({
     "conv-algorithm": { type: "string", default: "auto" },
   },
 });
-if (!a.model || !a.out) throw new Error("--model <unet dir> and --out <dir> are required");
+if (!a.model || !a.out) throw new Error("--model <unet or vae dir> and --out <dir> are required");
+const component = checkChoice(["unet", "vae"] as const, a.component, "--component");
 const precision = checkPrecision(a.precision);
 const convAlgorithm = checkConvAlgorithm(a["conv-algorithm"], "--conv-algorithm");
-const unet = await UNet2DConditionModel.fromPretrained(a.model, {
-  precision,
-  runtimeOptions: { convAlgorithm },
-});
+if (component === "vae" && precision !== "float32") throw new Error("--precision: the VAE is float32 only");
 // Build for the integer kernel of the target machine (u8s8 = VNNI / AMX), not necessarily this one's.
 const kernel =
   a["int8-kernel"] === undefined ? undefined : checkInt8Kernel(a["int8-kernel"], "--int8-kernel");
@@ -46,10 +47,14 @@ const convs =
   a["int8-convolutions"] === undefined
     ? undefined
     : checkChoice(["yes", "no"] as const, a["int8-convolutions"], "--int8-convolutions");
-const b = unet.buildGraph({
-  ...(kernel ? { int8Kernel: kernel } : {}),
-  ...(convs !== undefined ? { int8Convolutions: convs === "yes" } : {}),
-});
+// The VAE's decode graph as `decode` builds it on the CPU (fused mid-block attention, the small-maps variant).
+const b =
+  component === "vae"
+    ? (await AutoencoderKL.fromPretrained(a.model, { runtimeOptions: { convAlgorithm } })).buildDecodeGraph()
+    : (await UNet2DConditionModel.fromPretrained(a.model, { precision, runtimeOptions: { convAlgorithm } })).buildGraph({
+        ...(kernel ? { int8Kernel: kernel } : {}),
+        ...(convs !== undefined ? { int8Convolutions: convs === "yes" } : {}),
+      });
 const model = b.toModel();
 const folder = b.externalDataFolder;
 const SIZES: Record<number, number> = {
@@ -93,6 +98,7 @@ writeFileSync(join(a.out, "model.onnx"), onnx.ModelProto.encode(model).finish())
 console.log(
   JSON.stringify({
     out: a.out,
+    component,
     precision,
     initializers_external: moved,
     weights_bytes: offset,

@@ -1,6 +1,7 @@
-"""Times (and compares) UNet graphs written by bench/export_graph.ts --skeleton in Python onnxruntime.
+"""Times (and compares) UNet or VAE-decode graphs written by bench/export_graph.ts --skeleton in Python onnxruntime.
 
     python3 bench/run_exported.py --f32 <dir> --i8 <dir> [--sizes 64,128] [--runs 3] [--threads 2]
+    python3 bench/run_exported.py --f32 <dir> --variant int8=<dir> --variant float32-direct=<dir> ...
 
 Fills each folder's weights.bin with deterministic random weights (seeded by tensor name, so the float32 graph and
 the int8 graph share every float weight; int8 weights are the float32 ones quantized per output channel exactly as
@@ -22,7 +23,10 @@ p.add_argument("--sizes", default="64,128")
 p.add_argument("--runs", type=int, default=3)
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--b-label", default="int8", help="label of the second graph (e.g. another float32 variant)")
+p.add_argument("--variant", action="append", default=[], metavar="LABEL=DIR",
+               help="further graphs to time and compare against --f32 (repeatable)")
 p.add_argument("--profile", type=int, default=0, help="also profile one run at this size: time by op type")
+p.add_argument("--profile-only", default="", help="comma-separated labels to profile (default: every graph)")
 a = p.parse_args()
 
 
@@ -94,6 +98,8 @@ def session(d):
 def feeds(s, size):
     rng = np.random.default_rng(1)
     ins = {i.name: i for i in s.get_inputs()}
+    if "z" in ins:  # the VAE decode graph: one latent image, as the pipeline decodes it
+        return {"z": rng.standard_normal((1, ins["z"].shape[1], size, size), dtype=np.float32)}
     f = {
         "sample": rng.standard_normal((2, ins["sample"].shape[1], size, size), dtype=np.float32),
         "timestep": np.array([500.0, 500.0], np.float32),
@@ -108,8 +114,12 @@ def feeds(s, size):
 
 f32_model = load(a.f32)
 f32_dims = {t.name: list(t.dims) for t in f32_model.graph.initializer}
-print(json.dumps({"ort": ort.__version__, "fill_f32": fill(a.f32, f32_dims), "fill_i8": fill(a.i8, f32_dims) if a.i8 else None}), flush=True)
-dirs = [("float32", a.f32)] + ([(a.b_label, a.i8)] if a.i8 else [])
+variants = ([(a.b_label, a.i8)] if a.i8 else []) + [tuple(v.split("=", 1)) for v in a.variant]
+fills = {"fill_f32": fill(a.f32, f32_dims)}
+for label, d in variants:
+    fills["fill_" + label] = fill(d, f32_dims)
+print(json.dumps({"ort": ort.__version__, **fills}), flush=True)
+dirs = [("float32", a.f32)] + variants
 outs = {}
 for precision, d in dirs:
     s, create_s = session(d)
@@ -135,7 +145,7 @@ for precision, d in dirs:
             r["psnr_db_vs_f32_range"] = float(20 * np.log10((ref.max() - ref.min()) / rms))
         print(json.dumps(r), flush=True)
     del s
-    if a.profile:
+    if a.profile and (not a.profile_only or precision in a.profile_only.split(",")):
         so_p = ort.SessionOptions()
         so_p.intra_op_num_threads = a.threads
         so_p.inter_op_num_threads = 1

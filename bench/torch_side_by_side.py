@@ -14,6 +14,7 @@ OPENBLAS_NUM_THREADS=1 to avoid oversubscription (text encoder 2.8 s → 1.5 s o
 """
 
 import importlib.machinery
+import importlib.util
 import json
 import os
 import re
@@ -70,6 +71,12 @@ hub.constants = _stub(
     "huggingface_hub.constants", hf_cache_home=_cache, HUGGINGFACE_HUB_CACHE=os.path.join(_cache, "hub")
 )
 hub.file_download = _stub("huggingface_hub.file_download", REGEX_COMMIT_HASH=re.compile(r"^[0-9a-f]{40}$"))
+# diffusers' optional integrations (accelerate, transformers, peft, ...) would import the real packages where they
+# are installed (a GPU host has them) and meet the stubs here: diffusers decides by importlib.util.find_spec when
+# its modules are imported, so hide them from it. Nothing here needs them.
+_hidden = {"accelerate", "transformers", "peft", "xformers"}
+_find_spec = importlib.util.find_spec
+importlib.util.find_spec = lambda name, *a, **k: None if name in _hidden else _find_spec(name, *a, **k)
 st = _stub("safetensors", __version__="0.0.0")
 st.torch = _stub("safetensors.torch", load_file=_unavailable, save_file=_unavailable, safe_open=_unavailable)
 
