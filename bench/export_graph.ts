@@ -51,7 +51,9 @@ const convs =
 const b =
   component === "vae"
     ? (await AutoencoderKL.fromPretrained(a.model, { runtimeOptions: { convAlgorithm } })).buildDecodeGraph()
-    : (await UNet2DConditionModel.fromPretrained(a.model, { precision, runtimeOptions: { convAlgorithm } })).buildGraph({
+    : (
+        await UNet2DConditionModel.fromPretrained(a.model, { precision, runtimeOptions: { convAlgorithm } })
+      ).buildGraph({
         ...(kernel ? { int8Kernel: kernel } : {}),
         ...(convs !== undefined ? { int8Convolutions: convs === "yes" } : {}),
       });
