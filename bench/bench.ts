@@ -11,6 +11,7 @@
  *          --memory-efficient (UNet / VAE / pipeline: onnxruntime's fused attention), --steps N (pipeline, default 20),
  *          --precision float32|int8 (UNet / pipeline: the int8 fast path),
  *          --conv-algorithm auto|direct|winograd (RuntimeOptions.convAlgorithm; default auto),
+ *          --winograd-filters session|run (RuntimeOptions.winogradFilters; default: the library's per model),
  *          --offload (pipeline: model offload), --tiled (pipeline: VAE tiling), --memory-pattern / --no-memory-arena
  *          (onnxruntime's memory pattern on / CPU arena off: RuntimeOptions.memoryPattern / memoryArena),
  *          --threads N (intra-op threads; default onnxruntime's choice), --model <dir> (default bench/cache/x4-random,
@@ -28,7 +29,12 @@ import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { isCompleteRandomModel, makeRandomX4Pipeline } from "../scripts/make_random_model.js";
 import { cpuIdentity } from "../src/io/cpu_info.js";
-import { type ConvAlgorithm, checkConvAlgorithm } from "../src/onnx/conv_plan.js";
+import {
+  type ConvAlgorithm,
+  checkConvAlgorithm,
+  checkWinogradFilters,
+  type WinogradFilters,
+} from "../src/onnx/conv_plan.js";
 import { checkPrecision, type Precision } from "../src/onnx/quantize.js";
 import { type BenchComponent, type Measurement, type MeasureOptions, measure } from "./measure.js";
 
@@ -55,6 +61,7 @@ interface Args {
   memoryArena?: boolean;
   precision: Precision;
   convAlgorithm?: ConvAlgorithm;
+  winogradFilters?: WinogradFilters;
   /** --graph-cache [dir]: "" = the mode's default folder. */
   graphCache?: string;
   only?: string[];
@@ -133,6 +140,9 @@ function parseArgs(argv: string[]): Args {
         break;
       case "--conv-algorithm":
         a.convAlgorithm = checkConvAlgorithm(v(), "--conv-algorithm");
+        break;
+      case "--winograd-filters":
+        a.winogradFilters = checkWinogradFilters(v(), "--winograd-filters");
         break;
       case "--memory-efficient":
         a.memoryEfficient = true;
@@ -245,12 +255,46 @@ function suite(a: Args): SuiteEntry[] {
     e("unet-64", "--component", "unet", "--size", "64", "--runs", "3"),
     e("unet-128", "--component", "unet", "--size", "128", "--runs", "3"),
     e("unet-128-direct", "--component", "unet", "--size", "128", "--conv-algorithm", "direct", "--runs", "3"),
+    // The CLI's Winograd filters (transformed in every run): the cost per step and the memory it saves.
+    e(
+      "unet-64-filters-run",
+      "--component",
+      "unet",
+      "--size",
+      "64",
+      "--winograd-filters",
+      "run",
+      "--runs",
+      "3",
+    ),
+    e(
+      "unet-128-filters-run",
+      "--component",
+      "unet",
+      "--size",
+      "128",
+      "--winograd-filters",
+      "run",
+      "--runs",
+      "3",
+    ),
     e("unet-128-mea", "--component", "unet", "--size", "128", "--memory-efficient", "--runs", "3"),
     e("unet-64-int8", "--component", "unet", "--size", "64", "--precision", "int8", "--runs", "3"),
     e("unet-128-int8", "--component", "unet", "--size", "128", "--precision", "int8", "--runs", "3"),
     e("vae-64", "--component", "vae", "--size", "64", "--runs", "3"),
     e("vae-128", "--component", "vae", "--size", "128", "--runs", "3"),
     e("vae-128-direct", "--component", "vae", "--size", "128", "--conv-algorithm", "direct", "--runs", "3"),
+    e(
+      "vae-128-filters-session",
+      "--component",
+      "vae",
+      "--size",
+      "128",
+      "--winograd-filters",
+      "session",
+      "--runs",
+      "3",
+    ),
     e("vae-256-tiled", "--component", "vae", "--size", "256", "--tiled", "--runs", "1", "--warmup", "0"),
     e("pipeline-128", "--component", "pipeline", "--size", "128", "--steps", String(a.steps), "--runs", "1"),
     // Peak memory of one call with the CLI's --low-memory options (2 steps: a repeated UNet run is included).
@@ -449,6 +493,7 @@ async function main(): Promise<void> {
     memoryArena: a.memoryArena,
     precision: a.precision,
     convAlgorithm: a.convAlgorithm,
+    winogradFilters: a.winogradFilters,
     ...(a.graphCache !== undefined ? { graphCache: a.graphCache } : {}),
   };
   const m = await measure(o);

@@ -19,7 +19,7 @@ import * as ort from "onnxruntime-node";
 import { CLIPTextModel } from "../src/models/clip/index.js";
 import { UNet2DConditionModel } from "../src/models/unet/index.js";
 import { AutoencoderKL } from "../src/models/vae/index.js";
-import type { ConvAlgorithm } from "../src/onnx/conv_plan.js";
+import type { ConvAlgorithm, WinogradFilters } from "../src/onnx/conv_plan.js";
 import type { Precision } from "../src/onnx/quantize.js";
 import { StableDiffusionUpscalePipeline } from "../src/pipelines/pipeline_stable_diffusion_upscale.js";
 import { Generator } from "../src/random/generator.js";
@@ -56,6 +56,8 @@ export interface MeasureOptions {
   precision?: Precision;
   /** RuntimeOptions.convAlgorithm (default "auto"). */
   convAlgorithm?: ConvAlgorithm;
+  /** RuntimeOptions.winogradFilters (default: the library's, per model). */
+  winogradFilters?: WinogradFilters;
   /** RuntimeOptions.graphCache folder; "" = sessions: a fresh temp folder, run: bench/cache/optimized-graphs. */
   graphCache?: string;
 }
@@ -290,6 +292,7 @@ function baseInfo(o: MeasureOptions) {
     onnxruntime_version: ort.env.versions.node ?? "unknown",
     node_version: process.version,
     conv_algorithm: o.convAlgorithm ?? "auto",
+    winograd_filters: o.winogradFilters ?? "default",
   };
 }
 
@@ -415,6 +418,7 @@ export async function measure(o: MeasureOptions): Promise<Measurement> {
   if (o.memoryPattern !== undefined) ro.memoryPattern = o.memoryPattern;
   if (o.memoryArena !== undefined) ro.memoryArena = o.memoryArena;
   if (o.convAlgorithm !== undefined) ro.convAlgorithm = o.convAlgorithm;
+  if (o.winogradFilters !== undefined) ro.winogradFilters = o.winogradFilters;
   if (o.graphCache !== undefined && o.mode !== "sessions") {
     ro.graphCache = o.graphCache || fileURLToPath(new URL("./cache/optimized-graphs/", import.meta.url));
   }

@@ -7,7 +7,12 @@
  */
 import { Command, CommanderError, Option } from "commander";
 import type { FreeUConfig } from "../models/unet/freeu.js";
-import { CONV_ALGORITHMS, type ConvAlgorithm } from "../onnx/conv_plan.js";
+import {
+  CONV_ALGORITHMS,
+  type ConvAlgorithm,
+  WINOGRAD_FILTERS,
+  type WinogradFilters,
+} from "../onnx/conv_plan.js";
 import { PRECISIONS, type Precision } from "../onnx/quantize.js";
 import type { UpscaleCallOptions } from "../pipelines/upscale_inputs.js";
 import { KARRAS_DIFFUSION_SCHEDULERS } from "../schedulers/index.js";
@@ -45,6 +50,8 @@ export interface RunPlan {
     graphCache?: string | true;
     /** --conv-algorithm (RuntimeOptions.convAlgorithm); --low-memory makes it "direct" unless given. */
     convAlgorithm?: ConvAlgorithm;
+    /** --winograd-filters (RuntimeOptions.winogradFilters); the CLI's default is "run" for both models. */
+    winogradFilters: WinogradFilters;
     localFilesOnly: boolean;
   };
   /** One prompt per input (a single --prompt is replicated; none gives ""). */
@@ -97,6 +104,7 @@ interface RawOptions {
   threads?: string;
   precision?: string;
   convAlgorithm?: string;
+  winogradFilters?: string;
   device?: string;
   outputType?: string;
   variant?: string;
@@ -190,7 +198,14 @@ function buildProgram(
       new Option(
         "--conv-algorithm <a>",
         '3x3 convolutions: "auto" (default: Winograd F(4x4,3x3) for the large CPU ones, ~1.3x faster ' +
-          'UNet, +0.9 GB), "direct" (onnxruntime\'s Conv) or "winograd" (every one)',
+          'UNet), "direct" (onnxruntime\'s Conv) or "winograd" (every one)',
+      ),
+    )
+    .addOption(
+      new Option(
+        "--winograd-filters <when>",
+        'when Winograd\'s transformed filters are computed: "run" (default: in every UNet step and decode, ' +
+          '~0.2 s a step, nothing held) or "session" (once per model, held: UNet +0.9 GB, VAE +0.6 GB)',
       ),
     )
     .addOption(new Option("--device <device>", `execution provider: ${DEVICES.join(", ")}`))
@@ -275,7 +290,13 @@ function planFromOptions(inputs: string[], o: RawOptions): RunPlan {
   if (variant !== undefined && !/^[A-Za-z0-9_]+$/.test(variant)) {
     throw new UsageError(`--variant: expected a name such as "fp16", got ${JSON.stringify(variant)}`);
   }
-  const load: RunPlan["load"] = { localFilesOnly: o.localFilesOnly === true };
+  const load: RunPlan["load"] = {
+    localFilesOnly: o.localFilesOnly === true,
+    winogradFilters:
+      o.winogradFilters !== undefined
+        ? parseChoice("--winograd-filters", o.winogradFilters, WINOGRAD_FILTERS)
+        : "run",
+  };
   if (variant !== undefined) load.variant = variant;
   if (o.revision !== undefined) load.revision = parseNonEmpty("--revision", o.revision);
   if (o.device !== undefined) load.device = parseChoice("--device", o.device, DEVICES);

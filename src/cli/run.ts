@@ -130,14 +130,15 @@ export async function runUpscale(plan: RunPlan, images: RgbImage[], ctx: RunCont
   const t0 = performance.now();
   ctx.onPhase?.("load");
   ctx.progress.loading(plan.model);
-  const { graphCache, convAlgorithm, ...load } = plan.load;
+  const { graphCache, convAlgorithm, winogradFilters, ...load } = plan.load;
   const runtimeOptions = {
+    winogradFilters,
     ...(graphCache !== undefined ? { graphCache } : {}),
     ...(convAlgorithm !== undefined ? { convAlgorithm } : {}),
   };
   const pipe = await StableDiffusionUpscalePipeline.fromPretrained(plan.model, {
     ...load,
-    ...(Object.keys(runtimeOptions).length > 0 ? { runtimeOptions } : {}),
+    runtimeOptions,
     runtime: ctx.runtime,
     onProgress: (p) => ctx.progress.download(p),
   });

@@ -12,6 +12,30 @@ import * as op from "./ops.js";
 export type ConvAlgorithm = "auto" | "direct" | "winograd";
 export const CONV_ALGORITHMS: readonly ConvAlgorithm[] = ["auto", "direct", "winograd"];
 
+/**
+ * When Winograd's transformed filters U = G g Gᵀ are computed (RuntimeOptions.winogradFilters): "session" once, by
+ * onnxruntime's constant folding when the session is created (held for the session's life: 4x the memory of the
+ * 3×3 filters); "run" in every run, from the 3×3 filters (nothing extra held; each layer's U lives only around
+ * its GEMMs).
+ */
+export type WinogradFilters = "session" | "run";
+export const WINOGRAD_FILTERS: readonly WinogradFilters[] = ["session", "run"];
+
+/** Throws a clear error unless `v` is a WinogradFilters. */
+export function checkWinogradFilters(v: unknown, what = "winogradFilters"): WinogradFilters {
+  return checkChoice(WINOGRAD_FILTERS, v, what);
+}
+
+/**
+ * A model's default WinogradFilters: "run" for the VAE (one decode per pipeline call, so the transform costs
+ * ~0.1 s per call, while folded filters would hold +0.6 GB), "session" for the UNet (run at every denoising step:
+ * the transform costs ~0.2 s per step, ~2 % of a 128² step, 8 % of a 64² one; folded filters hold +0.9 GB).
+ */
+export const WINOGRAD_FILTERS_DEFAULT = { unet: "session", vae: "run" } as const satisfies Record<
+  string,
+  WinogradFilters
+>;
+
 /** Throws a clear error unless `v` is a ConvAlgorithm. */
 export function checkConvAlgorithm(v: unknown, what = "convAlgorithm"): ConvAlgorithm {
   return checkChoice(CONV_ALGORITHMS, v, what);
@@ -21,6 +45,8 @@ export function checkConvAlgorithm(v: unknown, what = "convAlgorithm"): ConvAlgo
 export interface ConvPlan {
   /** Which float32 3×3 convolutions (stride 1, padding 1, groups 1) use Winograd's F(4×4, 3×3). */
   winograd?: (conv: { inChannels: number; outChannels: number }) => boolean;
+  /** When the Winograd layers' filters are transformed (default "session"). */
+  winogradFilters?: WinogradFilters;
   /**
    * 1×1 convolutions (stride 1, no padding, groups 1) as one MatMul over the channels: bit-identical on
    * onnxruntime's CPU provider, and 1.4-2.1x faster there than its NCHWc 1×1 Conv (measured on the UNet's and
@@ -68,16 +94,18 @@ export function largeMaps(
 export function convPlan(
   algorithm: ConvAlgorithm | undefined,
   executionProvider: string | undefined,
-  options: { largeMaps?: boolean } = {},
+  options: { largeMaps?: boolean; winogradFilters?: WinogradFilters } = {},
 ): ConvPlan {
   const a = checkConvAlgorithm(algorithm ?? "auto");
+  const winogradFilters = checkWinogradFilters(options.winogradFilters ?? "session");
   if (a === "direct") return {};
-  if (a === "winograd") return { winograd: () => true, pointwiseMatMul: true };
+  if (a === "winograd") return { winograd: () => true, winogradFilters, pointwiseMatMul: true };
   if ((executionProvider ?? "cpu") !== "cpu") return {};
   if (options.largeMaps === true) return { pointwiseMatMul: true };
   const { minChannels, maxOutChannels } = WINOGRAD_AUTO;
   return {
     winograd: (c) => Math.min(c.inChannels, c.outChannels) >= minChannels && c.outChannels <= maxOutChannels,
+    winogradFilters,
     pointwiseMatMul: true,
   };
 }

@@ -74,9 +74,16 @@ export class ModelBuilder extends GraphBuilder {
     this.convPlan = options.conv ?? {};
   }
 
-  /** The Winograd-transformed filters U [36, K, C] of a 3×3 conv weight (folded at session creation). */
-  winogradWeight(p: Param): Value {
-    return this.shared(`winograd:${p.key}`, () => winogradFilterGraph(this.param(p)));
+  /**
+   * The Winograd-transformed filters U [36, K, C] of a 3×3 conv weight, for the layer whose input is `x`: folded at
+   * session creation, or computed in every run under `convPlan.winogradFilters: "run"` (conv_plan.ts).
+   */
+  winogradWeight(p: Param, x: Value): Value {
+    const [out, inp] = p.shape as [number, number];
+    const atRun = this.convPlan.winogradFilters === "run";
+    return this.shared(`winograd:${p.key}`, () =>
+      winogradFilterGraph(this.param(p), atRun ? { x, outChannels: out, inChannels: inp } : undefined),
+    );
   }
 
   /** Whether the layer (a Linear or a Conv2d) owning weight `key` is built as an int8 kernel. */

@@ -69,7 +69,7 @@ export class Conv2d {
     }
     const plain = groups === 1 && stride === 1;
     if (plain && this.kernel === 3 && padding === 1 && b.convPlan.winograd?.(this)) {
-      const u = b.winogradWeight(this.weight);
+      const u = b.winogradWeight(this.weight, x);
       return winogradConv3x3(x, u, bias(), this.inChannels, this.outChannels);
     }
     if (plain && this.kernel === 1 && padding === 0 && b.convPlan.pointwiseMatMul) {

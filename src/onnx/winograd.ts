@@ -1,9 +1,9 @@
 /**
  * 3×3 convolutions (stride 1, padding 1, groups 1) by Winograd's minimal filtering F(4×4, 3×3) (Lavin & Gray,
  * "Fast Algorithms for Convolutional Neural Networks", 2015): each 6×6 input tile d becomes V = Bᵀ d B, each
- * filter g becomes U = G g Gᵀ (folded once at session creation), the 36 tile positions are 36 independent GEMMs
- * M = U·V over the input channels, and Aᵀ M A gives a 4×4 output tile: 36 multiply-adds per tile of 16 outputs
- * (2.25 per output) instead of 9 per output.
+ * filter g becomes U = G g Gᵀ (at session creation or in every run: winogradFilterGraph), the 36 tile positions
+ * are 36 independent GEMMs M = U·V over the input channels, and Aᵀ M A gives a 4×4 output tile: 36 multiply-adds
+ * per tile of 16 outputs (2.25 per output) instead of 9 per output.
  *
  * As onnxruntime graph ops, NCHW float32, any height and width:
  *   x [N, C, H, W]
@@ -78,11 +78,19 @@ function kronSquare(m: number[][]): Float32Array {
 
 /**
  * U = G g Gᵀ for every filter of a torch-layout weight w [K, C, 3, 3], as graph ops on the weight initializer:
- * [36, K, C] (tile position major, so that each position's K×C matrix is contiguous). Every input is constant, so
- * onnxruntime's constant folding computes U once when the session is created: the graph and its cache key stay
- * small, and U never exists in JS memory.
+ * [36, K, C] (tile position major, so that each position's K×C matrix is contiguous).
+ *
+ * Without `atRun`, every input is constant, so onnxruntime's constant folding computes U once when the session is
+ * created: the graph and its cache key stay small, and U never exists in JS memory, but the session holds U (4x
+ * the 3×3 filters) for its life. With `atRun` (x: the layer's input; the layer's channel counts) the transform
+ * matrix is made to depend on x's batch size, which onnxruntime cannot fold, so U is computed in every run from
+ * the filters (pre-transposed to [9, K·C] at session creation, the same size) as one MatMul [36, 9] · [9, K·C],
+ * and freed after the layer: ~1.5x U's bytes of memory traffic per run (UNet: ~0.2 s per step on a 2-core CPU).
  */
-export function winogradFilterGraph(w: Value): Value {
+export function winogradFilterGraph(
+  w: Value,
+  atRun?: { x: Value; outChannels: number; inChannels: number },
+): Value {
   const g = w.graph;
   // (G ⊗ G) as [36, 3, 3]: U[(i, j), k, c] = Σ_ab G[i, a] G[j, b] w[k, c, a, b].
   const kron = g.sharedInitializer("winograd_filter_transform", () => ({
@@ -90,7 +98,21 @@ export function winogradFilterGraph(w: Value): Value {
     dataType: DataType.FLOAT,
     rawData: new Uint8Array(kronSquare(G).buffer),
   }));
-  return g.op("Einsum", [kron, w], { equation: "xab,kcab->xkc" });
+  if (!atRun) return g.op("Einsum", [kron, w], { equation: "xab,kcab->xkc" });
+  const kronAtRun = g.shared("winograd_filter_transform_at_run", () =>
+    op.add(op.reshape(kron, [T2, 9]), runtimeZero(atRun.x)),
+  );
+  const taps = op.reshape(op.transpose(w, [2, 3, 0, 1]), [9, -1]); // [9, K·C], folded once
+  return op.reshape(op.matmul(kronAtRun, taps), [T2, atRun.outChannels, atRun.inChannels]);
+}
+
+/**
+ * A float32 0 that onnxruntime cannot constant-fold: derived from the batch size of `x` (a tensor computed from the
+ * graph's inputs, whose first dimension is symbolic).
+ */
+function runtimeZero(x: Value): Value {
+  const n = op.shape(x, 0, 1);
+  return op.cast(op.sub(n, n), "float32");
 }
 
 /** The 36 input-transform filters Bᵀ[i,·] ⊗ Bᵀ[j,·] as 6×6 kernels, [36, 36]: filter (i, j), tap (a, b). */

@@ -10,7 +10,12 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import * as ort from "onnxruntime-node";
 import { checkChoice } from "../io/choice.js";
-import { type ConvAlgorithm, checkConvAlgorithm } from "../onnx/conv_plan.js";
+import {
+  type ConvAlgorithm,
+  checkConvAlgorithm,
+  checkWinogradFilters,
+  type WinogradFilters,
+} from "../onnx/conv_plan.js";
 
 export type ExecutionProviderName = "cpu" | "cuda" | "webgpu";
 export type GraphOptimizationLevel = "disabled" | "basic" | "extended" | "all";
@@ -61,6 +66,14 @@ export interface RuntimeOptions {
    * "winograd": every eligible convolution (stride 1, padding 1, groups 1), also on GPU providers.
    */
   convAlgorithm?: ConvAlgorithm;
+  /**
+   * When the Winograd layers' transformed filters are computed (conv_plan.ts, WinogradFilters): "session" once
+   * when the session is created and held with it (4x the memory of those 3×3 filters: UNet +0.9 GB, VAE
+   * +0.6 GB for the x4 upscaler), "run" in every run (nothing held; ~0.2 s per UNet step and ~0.1 s per VAE
+   * decode on a 2-core CPU). Default per model: "session" for the UNet, "run" for the VAE
+   * (WINOGRAD_FILTERS_DEFAULT). The CLI uses "run" for both.
+   */
+  winogradFilters?: WinogradFilters;
 }
 
 export const EXECUTION_PROVIDERS: readonly ExecutionProviderName[] = ["cpu", "cuda", "webgpu"];
@@ -216,6 +229,7 @@ export function toOrtSessionOptions(
   }
   checkGraphCacheOptions(options, ep);
   if (options.convAlgorithm !== undefined) checkConvAlgorithm(options.convAlgorithm);
+  if (options.winogradFilters !== undefined) checkWinogradFilters(options.winogradFilters);
   for (const key of ["memoryPattern", "memoryArena"] as const) {
     const v = options[key];
     if (v !== undefined && typeof v !== "boolean") throw new TypeError(`${key} must be a boolean, got ${v}`);

@@ -42,7 +42,7 @@ describe("defaults", () => {
     assert.equal(p.vaeTiling, false);
     assert.equal(p.memoryEfficientAttention, false);
     assert.equal(p.json, false);
-    assert.deepEqual(p.load, { localFilesOnly: false });
+    assert.deepEqual(p.load, { localFilesOnly: false, winogradFilters: "run" });
     assert.equal(p.output.format, "png");
   });
 
@@ -54,6 +54,7 @@ describe("defaults", () => {
       ...["--freeu", "0.9,0.2,1.2,1.4", "--attention-slicing", "max", "--vae-tiling"],
       ...["--memory-efficient-attention", "--threads", "4", "--device", "cuda", "--variant", "fp16"],
       ...["--revision", "abc", "--local-files-only", "--cache-dir", "/c", "--json", "--precision", "float32"],
+      ...["--winograd-filters", "session"],
     );
     assert.equal(p.model, "some/repo");
     assert.deepEqual(p.prompt, ["a cat"]);
@@ -71,6 +72,7 @@ describe("defaults", () => {
     assert.equal(p.memoryEfficientAttention, true);
     assert.deepEqual(p.load, {
       localFilesOnly: true,
+      winogradFilters: "session",
       variant: "fp16",
       revision: "abc",
       device: "cuda",
@@ -112,6 +114,12 @@ describe("defaults", () => {
     assert.equal(plan().load.convAlgorithm, undefined);
     assert.equal(plan("--conv-algorithm", "direct").load.convAlgorithm, "direct");
     assert.equal(plan("--conv-algorithm", "winograd").load.convAlgorithm, "winograd");
+  });
+
+  test('--winograd-filters: "run" by default for the CLI (memory), "session" on request', () => {
+    assert.equal(plan().load.winogradFilters, "run");
+    assert.equal(plan("--winograd-filters", "session").load.winogradFilters, "session");
+    assert.equal(plan("--winograd-filters", "run").load.winogradFilters, "run");
   });
 
   test("--attention-slicing without a value is auto; a number is a slice size", () => {
@@ -172,6 +180,10 @@ describe("bad values: usage error (exit 2) naming the flag", () => {
       ["--steps", '"abc"', "positive integer"],
     ],
     [["--steps", "0"], ["--steps"]],
+    [
+      ["--winograd-filters", "once"],
+      ["--winograd-filters", "session", "run"],
+    ],
     [["--steps", "2.5"], ["--steps"]],
     [["--steps", ""], ["--steps"]],
     [["--steps", "1e2"], ["--steps"]],

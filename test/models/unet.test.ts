@@ -124,20 +124,22 @@ for (const m of ["tiny", "twin"] as const) {
 
 for (const m of ["tiny", "twin"] as const) {
   const skip = MODELS[m] === undefined ? "twin model not present (../shared/fixtures)" : false;
-  test(`${m}: every 3x3 conv on Winograd and 1x1 on MatMul (convAlgorithm "winograd") matches the goldens`, {
+  test(`${m}: every 3x3 conv on Winograd and 1x1 on MatMul (convAlgorithm "winograd"; filters folded or per run) matches the goldens`, {
     skip,
   }, async () => {
-    const u = await UNet2DConditionModel.fromPretrained(MODELS[m] as string, {
-      runtime: host,
-      runtimeOptions: { convAlgorithm: "winograd" },
-    });
-    try {
-      for (const name of ["basic", "batch2_nonsquare", "odd_size"]) {
-        const c = group.get(`${m}_unet_${name}`);
-        check(await run(u, c), c, "out", `${c.name} (winograd)`);
+    for (const winogradFilters of ["session", "run"] as const) {
+      const u = await UNet2DConditionModel.fromPretrained(MODELS[m] as string, {
+        runtime: host,
+        runtimeOptions: { convAlgorithm: "winograd", winogradFilters },
+      });
+      try {
+        for (const name of ["basic", "batch2_nonsquare", "odd_size"]) {
+          const c = group.get(`${m}_unet_${name}`);
+          check(await run(u, c), c, "out", `${c.name} (winograd, filters at ${winogradFilters})`);
+        }
+      } finally {
+        await u.release();
       }
-    } finally {
-      await u.release();
     }
   });
 }

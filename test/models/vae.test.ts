@@ -109,17 +109,23 @@ for (const m of ["tiny", "twin"] as const) {
       vae.release();
     });
 
-    test(`${m}: every 3x3 conv on Winograd and 1x1 on MatMul (convAlgorithm "winograd") matches the goldens`, {
+    test(`${m}: every 3x3 conv on Winograd and 1x1 on MatMul (convAlgorithm "winograd"; filters per run or folded) matches the goldens`, {
       skip,
     }, async () => {
       const vae = await AutoencoderKL.fromPretrained(MODELS[m]!, {
         runtime: host,
         runtimeOptions: { convAlgorithm: "winograd" },
       });
+      // The VAE's default transforms the filters in every run; the folded ones ("session") too.
+      const folded = await AutoencoderKL.fromPretrained(MODELS[m]!, {
+        runtime: host,
+        runtimeOptions: { convAlgorithm: "winograd", winogradFilters: "session" },
+      });
       try {
         for (const name of ["vae_decode", "vae_decode_batch2_nonsquare"]) {
           const c = caseOf(m, name);
           await assertDecodes(vae, c, `${c.name} (winograd)`);
+          await assertDecodes(folded, c, `${c.name} (winograd, filters folded)`);
         }
         // Tiles of odd latent sizes (edge tiles are not multiples of 4).
         const t = caseOf(m, "vae_tiled_decode_nonsquare");
@@ -137,6 +143,7 @@ for (const m of ["tiny", "twin"] as const) {
         );
       } finally {
         vae.release();
+        folded.release();
       }
     });
 

@@ -7,16 +7,24 @@
  * UNet / VAE goldens with every eligible layer on Winograd: test/models/unet.test.ts, vae.test.ts.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import * as ort from "onnxruntime-node";
 import { UNet2DConditionModel } from "../../src/models/unet/unet_2d_condition.js";
 import { AutoencoderKL } from "../../src/models/vae/autoencoder_kl.js";
-import { type ConvPlan, checkConvAlgorithm, convPlan, largeMaps } from "../../src/onnx/conv_plan.js";
+import {
+  type ConvPlan,
+  checkConvAlgorithm,
+  checkWinogradFilters,
+  convPlan,
+  largeMaps,
+} from "../../src/onnx/conv_plan.js";
 import { ModelBuilder } from "../../src/onnx/model_builder.js";
 import { Conv2d } from "../../src/onnx/nn.js";
 import { ParamStore } from "../../src/onnx/params.js";
+import { onnx } from "../../src/onnx/proto.js";
 import { bindWeights, WeightSet } from "../../src/onnx/weights.js";
 import { winogradInputKernel, winogradOutputMatrix } from "../../src/onnx/winograd.js";
 import { toOrtSessionOptions } from "../../src/runtime/session_options.js";
@@ -105,13 +113,19 @@ async function convSession(C: number, K: number, k: number, plan: ConvPlan, bias
 }
 
 describe("Winograd F(4x4, 3x3) convolution", () => {
-  for (const bias of [true, false]) {
-    test(`matches a float64 convolution at any height / width (bias: ${bias}), like onnxruntime's Conv`, async () => {
+  for (const [bias, filters] of [
+    [true, "session"],
+    [false, "session"],
+    [true, "run"],
+  ] as const) {
+    test(`matches a float64 convolution at any height / width (bias: ${bias}, filters at ${filters}), like onnxruntime's Conv`, async () => {
       const C = 5;
       const K = 7;
-      const wino = await convSession(C, K, 3, { winograd: () => true }, bias);
+      const wino = await convSession(C, K, 3, { winograd: () => true, winogradFilters: filters }, bias);
       const direct = await convSession(C, K, 3, {}, bias);
-      assert.ok(wino.opTypes.includes("DepthToSpace") && wino.opTypes.includes("Einsum"));
+      assert.ok(wino.opTypes.includes("DepthToSpace"));
+      // "session": one Einsum on constants (folded); "run": a MatMul of the transform with the filters.
+      assert.equal(wino.opTypes.includes("Einsum"), filters === "session");
       assert.ok(!direct.opTypes.includes("DepthToSpace"));
       // Multiples of 4, remainders 1-3, a single pixel, and batch 2: one session serves them all.
       const sizes: [number, number, number, number][] = [
@@ -135,10 +149,48 @@ describe("Winograd F(4x4, 3x3) convolution", () => {
   }
 
   test("wide layers (64 → 48 channels) stay within the stated tolerance", async () => {
-    const s = await convSession(64, 48, 3, { winograd: () => true }, true);
-    const r = await s.run([1, 64, 12, 10], 5);
-    const e = maxRelErr(r.y, r.ref);
-    assert.ok(e < 2e-5, `relative error ${e}`);
+    for (const winogradFilters of ["session", "run"] as const) {
+      const s = await convSession(64, 48, 3, { winograd: () => true, winogradFilters }, true);
+      const r = await s.run([1, 64, 12, 10], 5);
+      const e = maxRelErr(r.y, r.ref);
+      assert.ok(e < 2e-5, `${winogradFilters}: relative error ${e}`);
+    }
+  });
+
+  test('onnxruntime folds the filters once under "session" and keeps them per run under "run"', async () => {
+    // The optimized graph onnxruntime writes: "session" holds U [36, K, C] as an initializer; "run" holds only the
+    // filters (pre-transposed to [9, K·C]) and computes U in the run.
+    const C = 6;
+    const K = 8;
+    const dir = mkdtempSync(join(tmpdir(), "sdx4-winograd-"));
+    try {
+      const dims: Record<string, string[]> = {};
+      for (const winogradFilters of ["session", "run"] as const) {
+        const store = new ParamStore();
+        const conv = new Conv2d(store.root().pp("conv"), C, K, 3, { padding: 1 });
+        const arrays = {
+          "conv.weight": { shape: [K, C, 3, 3], data: rand(K * C * 9, 1) },
+          "conv.bias": { shape: [K], data: rand(K, 2) },
+        };
+        const mb = new ModelBuilder(bindWeights(store, WeightSet.fromArrays(arrays)), {
+          conv: { winograd: () => true, winogradFilters },
+        });
+        const x = mb.input("x", "float32", ["n", C, "h", "w"]);
+        mb.output(conv.forward(mb, x), "y");
+        const file = join(dir, `${winogradFilters}.onnx`);
+        const session = await ort.InferenceSession.create(mb.serialize(), { optimizedModelFilePath: file });
+        await session.release();
+        const model = onnx.ModelProto.decode(readFileSync(file));
+        dims[winogradFilters] = (model.graph?.initializer ?? []).map((t) =>
+          (t.dims ?? []).map(Number).join("x"),
+        );
+      }
+      assert.ok(dims.session?.includes(`36x${K}x${C}`), `session: ${dims.session}`);
+      assert.ok(!dims.run?.includes(`36x${K}x${C}`), `run: ${dims.run}`);
+      assert.ok(dims.run?.includes(`9x${K * C}`), `run: ${dims.run}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("only 3x3 / stride 1 / padding 1 / groups 1 convolutions take the Winograd path", async () => {
@@ -236,6 +288,23 @@ describe("ConvAlgorithm", () => {
     assert.equal(largeMaps("unet", 512, 512, { convAlgorithm: "auto", executionProvider: "cpu" }), true);
   });
 
+  test('winogradFilters: "session" unless asked; per-model defaults UNet "session", VAE "run"', () => {
+    assert.equal(convPlan("auto", "cpu").winogradFilters, "session");
+    assert.equal(convPlan("auto", "cpu", { winogradFilters: "run" }).winogradFilters, "run");
+    assert.equal(convPlan("winograd", "cuda", { winogradFilters: "run" }).winogradFilters, "run");
+    assert.deepEqual(convPlan("direct", "cpu", { winogradFilters: "run" }), {});
+    const config = JSON.parse(readFileSync(join(FIXTURES, "models/tiny-upscaler/unet/config.json"), "utf8"));
+    const vaeConfig = JSON.parse(
+      readFileSync(join(FIXTURES, "models/tiny-upscaler/vae/config.json"), "utf8"),
+    );
+    assert.equal(new UNet2DConditionModel(config).winogradFilters, "session");
+    assert.equal(new AutoencoderKL(vaeConfig).winogradFilters, "run");
+    const run = { runtimeOptions: { winogradFilters: "run" as const } };
+    const session = { runtimeOptions: { winogradFilters: "session" as const } };
+    assert.equal(new UNet2DConditionModel(config, run).winogradFilters, "run");
+    assert.equal(new AutoencoderKL(vaeConfig, session).winogradFilters, "session");
+  });
+
   test('"winograd": every eligible layer, on any provider', () => {
     const plan = convPlan("winograd", "cuda");
     assert.equal(plan.winograd?.(layer(3, 5)), true);
@@ -263,6 +332,22 @@ describe("ConvAlgorithm", () => {
     assert.throws(
       () => new AutoencoderKL(vaeConfig, { runtimeOptions: { convAlgorithm: "fast" as never } }),
       /vae: convAlgorithm must be one of auto, direct, winograd, got "fast"/,
+    );
+    assert.throws(
+      () => checkWinogradFilters("once"),
+      /winogradFilters must be one of session, run, got "once"/,
+    );
+    assert.throws(
+      () => toOrtSessionOptions({ winogradFilters: "never" as never }),
+      /winogradFilters must be one of session, run/,
+    );
+    assert.throws(
+      () => new UNet2DConditionModel(config, { runtimeOptions: { winogradFilters: true as never } }),
+      /unet: winogradFilters must be one of session, run, got true/,
+    );
+    assert.throws(
+      () => new AutoencoderKL(vaeConfig, { runtimeOptions: { winogradFilters: "step" as never } }),
+      /vae: winogradFilters must be one of session, run, got "step"/,
     );
   });
 });

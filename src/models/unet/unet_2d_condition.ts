@@ -13,7 +13,14 @@
  */
 import { join } from "node:path";
 import { loadWeightSet, readJson } from "../../io/model_files.js";
-import { checkConvAlgorithm, convPlan, largeMaps } from "../../onnx/conv_plan.js";
+import {
+  checkConvAlgorithm,
+  checkWinogradFilters,
+  convPlan,
+  largeMaps,
+  WINOGRAD_FILTERS_DEFAULT,
+  type WinogradFilters,
+} from "../../onnx/conv_plan.js";
 import type { Value } from "../../onnx/graph_builder.js";
 import { ModelBuilder, type ModelBuilderOptions } from "../../onnx/model_builder.js";
 import { Conv2d, Embedding, GroupNorm, Linear } from "../../onnx/nn.js";
@@ -278,6 +285,12 @@ export class UNet2DConditionModel {
     this.runtimeOptions = { ...options.runtimeOptions };
     this.precisionMode = this.checkedPrecision(options.precision ?? "float32");
     checkConvAlgorithm(this.runtimeOptions.convAlgorithm ?? "auto", `${this.label}: convAlgorithm`);
+    checkWinogradFilters(this.winogradFilters, `${this.label}: winogradFilters`);
+  }
+
+  /** When the Winograd layers' filters are transformed: RuntimeOptions.winogradFilters, default "session". */
+  get winogradFilters(): WinogradFilters {
+    return this.runtimeOptions.winogradFilters ?? WINOGRAD_FILTERS_DEFAULT.unet;
   }
 
   /** A valid precision for this model's execution provider (int8 uses onnxruntime's CPU integer kernels). */
@@ -440,7 +453,10 @@ export class UNet2DConditionModel {
       int8 = { keep: (k: string) => UNET_INT8_KEEP.test(k), kernel, convolutions };
     }
     const { convAlgorithm, executionProvider } = this.runtimeOptions;
-    const conv = convPlan(convAlgorithm, executionProvider, { largeMaps: options.largeMaps === true });
+    const conv = convPlan(convAlgorithm, executionProvider, {
+      largeMaps: options.largeMaps === true,
+      winogradFilters: this.winogradFilters,
+    });
     const b = new ModelBuilder(this.bound, { name: "unet", int8, conv });
     // int8: each batch row's partner row for guidance pairs (itself if none; src/onnx/int8_ops.ts).
     if (int8) b.int8GuidanceIndex = b.input("guidance_index", "int64", ["batch"]);

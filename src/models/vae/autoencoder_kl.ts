@@ -7,7 +7,14 @@
  */
 import { join } from "node:path";
 import { loadWeightSet, readJson } from "../../io/model_files.js";
-import { checkConvAlgorithm, convPlan, largeMaps } from "../../onnx/conv_plan.js";
+import {
+  checkConvAlgorithm,
+  checkWinogradFilters,
+  convPlan,
+  largeMaps,
+  WINOGRAD_FILTERS_DEFAULT,
+  type WinogradFilters,
+} from "../../onnx/conv_plan.js";
 import type { Value } from "../../onnx/graph_builder.js";
 import { ModelBuilder } from "../../onnx/model_builder.js";
 import { Conv2d } from "../../onnx/nn.js";
@@ -116,6 +123,12 @@ export class AutoencoderKL {
     this.runtime = options.runtime;
     this.runtimeOptions = { ...options.runtimeOptions };
     checkConvAlgorithm(this.runtimeOptions.convAlgorithm ?? "auto", `${this.label}: convAlgorithm`);
+    checkWinogradFilters(this.winogradFilters, `${this.label}: winogradFilters`);
+  }
+
+  /** When the Winograd layers' filters are transformed: RuntimeOptions.winogradFilters, default "run". */
+  get winogradFilters(): WinogradFilters {
+    return this.runtimeOptions.winogradFilters ?? WINOGRAD_FILTERS_DEFAULT.vae;
   }
 
   /** Loads `<dir>/config.json` and its safetensors weights (strictly bound: every mismatch in one error). */
@@ -184,7 +197,10 @@ export class AutoencoderKL {
   private builder(name: string, large: boolean): ModelBuilder {
     if (!this.bound) throw new Error(`${this.label}: no weights were given, so the graph cannot be built`);
     const { convAlgorithm, executionProvider } = this.runtimeOptions;
-    const conv = convPlan(convAlgorithm, executionProvider, { largeMaps: large });
+    const conv = convPlan(convAlgorithm, executionProvider, {
+      largeMaps: large,
+      winogradFilters: this.winogradFilters,
+    });
     return new ModelBuilder(this.bound, { name, conv });
   }
 
