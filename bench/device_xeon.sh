@@ -11,7 +11,8 @@
 # to $OUT/xeon.jsonl.
 #
 # What it answers (README "Performance"): float32 Winograd (the default) vs direct convolutions for the UNet and
-# the VAE decode; the int8 path (per-token scales, guidance pairs, u8s8) with and without int8 convolutions,
+# the VAE decode; the int8 paths (per-token scales with guidance pairs, and the experimental guidance halves fused
+# into DynamicQuantizeMatMul; u8s8) with and without int8 convolutions,
 # against float32 on the same weights (rel. RMS / PSNR of the UNet output); PyTorch float32 + diffusers on the same
 # two cores. About 7 minutes on 2 pinned cores.
 set -euo pipefail
@@ -31,7 +32,9 @@ case "${1:-}" in
 export)
   for v in "f32-auto --conv-algorithm auto" "f32-direct --conv-algorithm direct" \
     "i8-linear --precision int8 --int8-kernel u8s8 --int8-convolutions no" \
-    "i8-convs --precision int8 --int8-kernel u8s8 --int8-convolutions yes"; do
+    "i8-convs --precision int8 --int8-kernel u8s8 --int8-convolutions yes" \
+    "i8h-linear --precision int8 --int8-kernel u8s8 --int8-convolutions no --int8-activations half" \
+    "i8h-convs --precision int8 --int8-kernel u8s8 --int8-convolutions yes --int8-activations half"; do
     set -- $v
     name=$1
     shift
@@ -50,7 +53,8 @@ pair)
     lscpu | grep -E "Model name" || true
     torch unet 128 3
     $pin python3 bench/run_exported.py --f32 "$X/f32-auto" --variant "int8-linear=$X/i8-linear" \
-      --variant "int8-convs=$X/i8-convs" --sizes 128 --runs 3
+      --variant "int8-convs=$X/i8-convs" --variant "int8-half-linear=$X/i8h-linear" \
+      --variant "int8-half-convs=$X/i8h-convs" --sizes 128 --runs 3
     torch vae 128 2
     $pin python3 bench/run_exported.py --f32 "$X/vae-auto" --sizes 128 --runs 2
   } 2>&1 | tee "$out"
@@ -64,7 +68,8 @@ time)
     # UNet, batch 2: float32 Winograd (the default) against direct convolutions, int8 Linear-only (the >= 40 dB
     # configuration) and int8 with convolutions, each compared with the Winograd float32 output.
     $pin python3 bench/run_exported.py --f32 "$X/f32-auto" --variant "float32-direct=$X/f32-direct" \
-      --variant "int8-linear=$X/i8-linear" --variant "int8-convs=$X/i8-convs" --sizes 64,128 --runs 3 \
+      --variant "int8-linear=$X/i8-linear" --variant "int8-convs=$X/i8-convs" \
+      --variant "int8-half-linear=$X/i8h-linear" --variant "int8-half-convs=$X/i8h-convs" --sizes 64,128 --runs 3 \
       --profile 128 --profile-only float32
     torch unet 128 3
     # VAE decode, batch 1: Winograd (the default below 128² latents) against direct convolutions.

@@ -4,6 +4,7 @@
  *
  *   npx tsx bench/export_graph.ts --model <unet dir> --precision int8 --out <dir> [--skeleton]
  *     [--conv-algorithm auto|direct|winograd] [--int8-kernel u8s8|u7s8|u8u8] [--int8-convolutions yes|no]
+ *     [--int8-activations row|half]
  *   npx tsx bench/export_graph.ts --component vae --model <vae dir> --out <dir> [--skeleton] [--conv-algorithm ...]
  *
  * --int8-convolutions overrides the kernel's default (int8 convolutions with u8s8 only: `int8Convolutions()`);
@@ -32,6 +33,7 @@ const { values: a } = parseArgs({
     skeleton: { type: "boolean", default: false },
     "int8-kernel": { type: "string" },
     "int8-convolutions": { type: "string" },
+    "int8-activations": { type: "string" },
     "conv-algorithm": { type: "string", default: "auto" },
   },
 });
@@ -47,6 +49,10 @@ const convs =
   a["int8-convolutions"] === undefined
     ? undefined
     : checkChoice(["yes", "no"] as const, a["int8-convolutions"], "--int8-convolutions");
+const acts =
+  a["int8-activations"] === undefined
+    ? undefined
+    : checkChoice(["row", "half"] as const, a["int8-activations"], "--int8-activations");
 // The VAE's decode graph as `decode` builds it on the CPU (fused mid-block attention, the small-maps variant).
 const b =
   component === "vae"
@@ -56,6 +62,7 @@ const b =
       ).buildGraph({
         ...(kernel ? { int8Kernel: kernel } : {}),
         ...(convs !== undefined ? { int8Convolutions: convs === "yes" } : {}),
+        ...(acts !== undefined ? { int8Activations: acts } : {}),
       });
 const model = b.toModel();
 const folder = b.externalDataFolder;

@@ -56,6 +56,11 @@ export class ModelBuilder extends GraphBuilder {
    * if none), usually a graph input; undefined: no pairs.
    */
   int8GuidanceIndex: Value | undefined;
+  /**
+   * The int8 layers' guidance halves instead (int8_ops.ts: int8LinearHalves): the batch is [unconditional;
+   * conditional] halves, each quantized per tensor.
+   */
+  int8GuidanceHalves = false;
   private readonly int8Options: ModelBuilderOptions["int8"];
   /** How float32 convolutions are built. */
   readonly convPlan: ConvPlan;

@@ -6,7 +6,7 @@
 
 import { pointwiseConv } from "./conv_plan.js";
 import type { Value } from "./graph_builder.js";
-import { int8Conv2d, int8Linear } from "./int8_ops.js";
+import { int8Conv2d, int8Conv2dHalves, int8Linear, int8LinearHalves } from "./int8_ops.js";
 import type { ModelBuilder } from "./model_builder.js";
 import * as op from "./ops.js";
 import type { Param, Scope } from "./params.js";
@@ -35,7 +35,9 @@ export class Linear {
       const w = b.int8Weight(this.weight, (v, qmax) =>
         quantizeLinearWeight(v, this.outFeatures, this.inFeatures, qmax),
       );
-      return int8Linear(x, w, this.bias ? b.param(this.bias) : undefined, b.int8GuidanceIndex);
+      const bias = this.bias ? b.param(this.bias) : undefined;
+      if (b.int8GuidanceHalves) return int8LinearHalves(x, w, bias);
+      return int8Linear(x, w, bias, b.int8GuidanceIndex);
     }
     const y = op.matmul(x, op.transpose(b.param(this.weight), [1, 0]));
     return this.bias ? op.add(y, b.param(this.bias)) : y;
@@ -65,7 +67,9 @@ export class Conv2d {
       const w = b.int8Weight(this.weight, (v, qmax) =>
         quantizeConvWeight(v, this.outChannels, this.inChannels, this.kernel, qmax),
       );
-      return int8Conv2d(x, w, bias(), { kernel: this.kernel, stride, padding }, b.int8GuidanceIndex);
+      const conv = { kernel: this.kernel, stride, padding };
+      if (b.int8GuidanceHalves) return int8Conv2dHalves(x, w, bias(), conv);
+      return int8Conv2d(x, w, bias(), conv, b.int8GuidanceIndex);
     }
     const plain = groups === 1 && stride === 1;
     if (plain && this.kernel === 3 && padding === 1 && b.convPlan.winograd?.(this)) {

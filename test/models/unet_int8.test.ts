@@ -27,6 +27,11 @@ function tensor(c: FixtureCase, role: string): HostTensor {
   return { type: "float32", dims: [...info.shape], data: data as Float32Array };
 }
 
+/** a repeated n times. */
+function repeat(a: Float32Array, n: number): Float32Array {
+  return Float32Array.from({ length: a.length * n }, (_, i) => a[i % a.length] as number);
+}
+
 /** Relative RMS error of a against the reference b. */
 function relRms(a: Float32Array, b: Float32Array): number {
   let e = 0;
@@ -124,8 +129,14 @@ test("int8 without VNNI / AMX (u7s8): Linear layers quantized, convolutions floa
   assert.equal(quantize.int8Convolutions("u8u8"), false);
 });
 
-test("guidancePairs: fed as each row's partner; an odd batch is refused", async () => {
+test("guidancePairs: the guidance-halves graph (unpaired batches: the per-row one); an odd batch is refused", async () => {
   const unet = await UNet2DConditionModel.fromPretrained(MODELS.tiny, { runtime: host, precision: "int8" });
+  const built: (string | undefined)[] = [];
+  const buildGraph = unet.buildGraph.bind(unet);
+  unet.buildGraph = (o = {}) => {
+    built.push(o.int8Activations);
+    return buildGraph(o);
+  };
   const c = group.get("tiny_unet_basic");
   const sample = tensor(c, "sample");
   const inputs = {
@@ -158,6 +169,89 @@ test("guidancePairs: fed as each row's partner; an odd batch is refused", async 
   };
   await assert.rejects(unet.forward({ ...one, guidancePairs: true }), /guidancePairs needs an even batch/);
   assert.ok(((await unet.forward(one)).data as Float32Array).every(Number.isFinite));
+  // A guided batch of two (the one row twice), then unpaired again: one graph per switch.
+  const two = {
+    ...one,
+    sample: { ...one.sample, dims: [2, ...sample.dims.slice(1)], data: repeat(one.sample.data, 2) },
+    encoderHiddenStates: {
+      ...one.encoderHiddenStates,
+      dims: [2, ...inputs.encoderHiddenStates.dims.slice(1)],
+      data: repeat(one.encoderHiddenStates.data, 2),
+    },
+  };
+  const guided = (await unet.forward({ ...two, guidancePairs: true })).data as Float32Array;
+  const k = guided.length / 2;
+  assert.deepEqual(guided.subarray(k), guided.subarray(0, k), "equal halves stay equal");
+  await unet.forward(one);
+  assert.deepEqual(built.slice(-3), ["row", "half", "row"]);
+  unet.release();
+});
+
+test('int8Activations "half": guidance halves fused into DynamicQuantizeMatMul; close to float32, equal halves stay equal', async () => {
+  const unet = await UNet2DConditionModel.fromPretrained(MODELS.tiny, { runtime: host, precision: "int8" });
+  const b = unet.buildGraph({ int8Kernel: "u8u8", int8Activations: "half", int8Convolutions: true });
+  const model = b.toModel();
+  const ops = new Set((model.graph?.node ?? []).map((n) => n.opType as string));
+  for (const o of ["DynamicQuantizeMatMul", "DynamicQuantizeLinear", "MatMulIntegerToFloat", "Split"])
+    assert.ok(ops.has(o), o);
+  // No per-row scales (Abs, ReduceMax, QuantizeLinear), no partner rows (CumSum builds them).
+  for (const o of ["Abs", "ReduceMax", "QuantizeLinear", "CumSum"]) assert.ok(!ops.has(o), o);
+  assert.ok(!(model.graph?.input ?? []).some((i) => i.name === "guidance_index"));
+  assert.throws(
+    () => unet.buildGraph({ int8Kernel: "u7s8", int8Activations: "half" }),
+    /int8Activations "half" quantizes activations to 8 bits, which the "u7s8" kernel cannot take/,
+  );
+  assert.throws(
+    () => unet.buildGraph({ int8Activations: "quarter" as never }),
+    /int8Activations must be one of row, half, got "quarter"/,
+  );
+
+  const c = group.get("tiny_unet_batch2_nonsquare");
+  const session = await b.createSession((bytes, external) => host.createSession(bytes, { ...external }));
+  const sample = tensor(c, "sample");
+  const ehs = tensor(c, "encoder_hidden_states");
+  const timesteps = Float32Array.from(tensor(c, "timestep").data as BigInt64Array, Number);
+  const labels = tensor(c, "class_labels");
+  const run = async (x: HostTensor, e: HostTensor, t = timesteps, l = labels) =>
+    (
+      (
+        await session.run({
+          sample: x,
+          timestep: { type: "float32", dims: [2], data: t },
+          encoder_hidden_states: e,
+          class_labels: l,
+        })
+      ).out_sample as HostTensor
+    ).data as Float32Array;
+  const half = await run(sample, ehs);
+  const f32 = await UNet2DConditionModel.fromPretrained(MODELS.tiny, { runtime: host });
+  const want = (
+    await f32.forward({
+      sample,
+      timestep: { type: "float32", dims: [2], data: timesteps },
+      encoderHiddenStates: ehs,
+      classLabels: labels,
+    })
+  ).data as Float32Array;
+  const err = relRms(half, want);
+  assert.ok(err > 0 && err < 0.1, `relative RMS error ${err}`);
+  // Identical halves: the conditional half is quantized as a zero difference, so the two outputs are identical.
+  const n = sample.data.length / 2;
+  const m = ehs.data.length / 2;
+  const x0 = sample.data as Float32Array;
+  const e0 = ehs.data as Float32Array;
+  const l0 = (labels.data as BigInt64Array)[0] as bigint;
+  const same = await run(
+    { ...sample, data: Float32Array.from({ length: 2 * n }, (_, i) => x0[i % n] as number) },
+    { ...ehs, data: Float32Array.from({ length: 2 * m }, (_, i) => e0[i % m] as number) },
+    Float32Array.of(timesteps[0] as number, timesteps[0] as number),
+    { type: "int64", dims: [2], data: BigInt64Array.of(l0, l0) },
+  );
+  const k = same.length / 2;
+  assert.ok(same.every(Number.isFinite));
+  assert.deepEqual(same.subarray(k), same.subarray(0, k));
+  await session.release();
+  f32.release();
   unet.release();
 });
 

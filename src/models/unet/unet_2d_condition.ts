@@ -11,7 +11,9 @@
  * `encoder_hidden_states` float32 [batch, sequence, cross_attention_dim], and `class_labels` when the model has a
  * class embedding (int64 [batch] for `num_class_embeds`). Output: `out_sample` [batch, out_channels, height, width].
  */
+
 import { join } from "node:path";
+import { checkChoice } from "../../io/choice.js";
 import { loadWeightSet, readJson } from "../../io/model_files.js";
 import {
   checkConvAlgorithm,
@@ -124,8 +126,9 @@ export interface UNet2DConditionInputs {
   classLabels?: ClassLabelsInput;
   /**
    * The batch is [unconditional; conditional] halves of classifier-free guidance (what the pipeline runs). The
-   * int8 graph then quantizes the second half as its difference from the first (src/onnx/int8_ops.ts), which
-   * keeps the guided difference accurate; float32 graphs ignore it. Needs an even batch.
+   * int8 UNet then runs its guidance-halves graph, which quantizes the second half as its difference from the
+   * first (src/onnx/int8_ops.ts: int8LinearHalves), keeping the guided difference accurate; float32 graphs
+   * ignore it. Needs an even batch.
    */
   guidancePairs?: boolean;
 }
@@ -443,12 +446,33 @@ export class UNet2DConditionModel {
    * variant `forward` uses above 256² latents (no Winograd under convAlgorithm "auto": src/onnx/conv_plan.ts).
    */
   buildGraph(
-    options: { int8Kernel?: Int8Kernel; int8Convolutions?: boolean; largeMaps?: boolean } = {},
+    options: {
+      int8Kernel?: Int8Kernel;
+      int8Convolutions?: boolean;
+      /**
+       * How the int8 layers quantize activations: "row" (default here: per token / per image, guidance pairs
+       * through the `guidance_index` input, any batch) or "half" (the batch must be [unconditional; conditional]
+       * halves; each half per tensor, fused into onnxruntime's DynamicQuantizeMatMul: fewer element-wise passes;
+       * src/onnx/int8_ops.ts, int8LinearHalves). `forward` builds "half" for guidancePairs, else "row".
+       */
+      int8Activations?: "row" | "half";
+      largeMaps?: boolean;
+    } = {},
   ): ModelBuilder {
     if (!this.bound) throw new Error(`${this.label}: no weights were given, so the graph cannot be built`);
     let int8: ModelBuilderOptions["int8"];
+    const halves = checkChoice(["row", "half"] as const, options.int8Activations ?? "row", "int8Activations");
     if (this.precisionMode === "int8") {
-      const kernel = options.int8Kernel ?? int8Kernel();
+      // Halves take 8-bit activations: where the CPU's exact kernel is 7-bit ("u7s8", AVX2), the same integers
+      // run as "u8u8".
+      const cpuKernel = int8Kernel();
+      const kernel = options.int8Kernel ?? (halves === "half" && cpuKernel === "u7s8" ? "u8u8" : cpuKernel);
+      if (halves === "half" && kernel === "u7s8") {
+        throw new RangeError(
+          `${this.label}: int8Activations "half" quantizes activations to 8 bits, which the "u7s8" kernel ` +
+            `cannot take: use "u8s8" (VNNI / AMX) or "u8u8"`,
+        );
+      }
       const convolutions = options.int8Convolutions ?? int8Convolutions(kernel);
       int8 = { keep: (k: string) => UNET_INT8_KEEP.test(k), kernel, convolutions };
     }
@@ -458,8 +482,9 @@ export class UNet2DConditionModel {
       winogradFilters: this.winogradFilters,
     });
     const b = new ModelBuilder(this.bound, { name: "unet", int8, conv });
-    // int8: each batch row's partner row for guidance pairs (itself if none; src/onnx/int8_ops.ts).
-    if (int8) b.int8GuidanceIndex = b.input("guidance_index", "int64", ["batch"]);
+    // int8: each batch row's partner row for guidance pairs (itself if none; src/onnx/int8_ops.ts), or halves.
+    if (int8 && halves === "half") b.int8GuidanceHalves = true;
+    else if (int8) b.int8GuidanceIndex = b.input("guidance_index", "int64", ["batch"]);
     const c = this.config;
     const cross = this.layout.crossAttentionDim;
     const crossDim = cross.every((d) => d === cross[0]) ? (cross[0] as number) : "cross_attention_dim";
@@ -505,15 +530,17 @@ export class UNet2DConditionModel {
       throw new UNetInputError(
         `guidancePairs needs an even batch ([unconditional; conditional]), got ${batch}`,
       );
-    if (this.precisionMode === "int8") {
-      // Row r of the conditional half pairs with row r of the unconditional half.
+    const session = await this.getSession(
+      largeMaps("unet", sample.dims[2] as number, sample.dims[3] as number, this.runtimeOptions),
+      inputs.guidancePairs === true,
+    );
+    if (session.inputNames.includes("guidance_index")) {
+      // The per-row int8 graph (the guided one quantizes halves and has no such input): row r of the
+      // conditional half pairs with row r of the unconditional half.
       const half = inputs.guidancePairs ? batch / 2 : batch;
       const index = BigInt64Array.from({ length: batch }, (_, r) => BigInt(r % half));
       feeds.guidance_index = { type: "int64", dims: [batch], data: index };
     }
-    const session = await this.getSession(
-      largeMaps("unet", sample.dims[2] as number, sample.dims[3] as number, this.runtimeOptions),
-    );
     const out = await session.run(feeds, { signal: options.signal });
     return out.out_sample as HostTensor;
   }
@@ -522,11 +549,13 @@ export class UNet2DConditionModel {
    * The cached session for the current graph options and input size class (a change releases the old one: one
    * session is alive at a time).
    */
-  private getSession(large: boolean): Promise<RemoteSession> {
-    const key = JSON.stringify({ graph: this.graphKey, largeMaps: large });
+  private getSession(large: boolean, guidancePairs = false): Promise<RemoteSession> {
+    // int8: guided batches run the guidance-halves graph, others the per-row one (buildGraph, int8Activations).
+    const int8Activations = this.precisionMode === "int8" && guidancePairs ? "half" : "row";
+    const key = JSON.stringify({ graph: this.graphKey, largeMaps: large, int8Activations });
     if (this.session?.key === key) return this.session.promise;
     this.release();
-    const b = this.buildGraph({ largeMaps: large });
+    const b = this.buildGraph({ largeMaps: large, int8Activations });
     const host = this.runtime ?? defaultRuntimeHost();
     const promise = b.createSession((model, external) =>
       host.createSession(model, { ...this.runtimeOptions, name: "unet", ...external }),
