@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { UNET_INT8_KEEP, UNet2DConditionModel } from "../../src/models/unet/unet_2d_condition.js";
+import { UNET_INT8_KEEP } from "../../src/models/unet/int8.js";
+import { UNet2DConditionModel } from "../../src/models/unet/unet_2d_condition.js";
 import { GraphBuilder } from "../../src/onnx/graph_builder.js";
 import { int8Conv2d, int8Linear } from "../../src/onnx/int8_ops.js";
 import { DataType } from "../../src/onnx/proto.js";

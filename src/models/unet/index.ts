@@ -10,10 +10,10 @@ export {
 } from "./config.js";
 export { applyFreeU, type FreeUConfig, fourierFilter, isFreeUEnabled } from "./freeu.js";
 export { type ClassLabelsInput, type TimestepInput, UNetInputError } from "./inputs.js";
+export { type Int8Activations, UNET_INT8_KEEP, type UNetInt8GraphOptions, unetInt8Options } from "./int8.js";
 export {
   type AttentionSliceSize,
   type ClassLabelsKind,
-  UNET_INT8_KEEP,
   type UNet2DConditionFromPretrainedOptions,
   type UNet2DConditionInputs,
   UNet2DConditionModel,

@@ -13,7 +13,6 @@
  */
 
 import { join } from "node:path";
-import { checkChoice } from "../../io/choice.js";
 import { loadWeightSet, readJson } from "../../io/model_files.js";
 import {
   checkConvAlgorithm,
@@ -24,17 +23,11 @@ import {
   type WinogradFilters,
 } from "../../onnx/conv_plan.js";
 import type { Value } from "../../onnx/graph_builder.js";
-import { ModelBuilder, type ModelBuilderOptions } from "../../onnx/model_builder.js";
+import { ModelBuilder } from "../../onnx/model_builder.js";
 import { Conv2d, Embedding, GroupNorm, Linear } from "../../onnx/nn.js";
 import * as op from "../../onnx/ops.js";
 import { ParamStore } from "../../onnx/params.js";
-import {
-  checkPrecision,
-  type Int8Kernel,
-  int8Convolutions,
-  int8Kernel,
-  type Precision,
-} from "../../onnx/quantize.js";
+import { checkPrecision, type Precision } from "../../onnx/quantize.js";
 import { type BoundWeights, bindWeights, type WeightSet } from "../../onnx/weights.js";
 import { type HostTensor, validateHostTensor } from "../../runtime/host_tensor.js";
 import type { RemoteSession } from "../../runtime/remote_session.js";
@@ -59,6 +52,7 @@ import {
   timestepTensor,
   UNetInputError,
 } from "./inputs.js";
+import { type UNetInt8GraphOptions, unetInt8Options } from "./int8.js";
 import {
   type BlockContext,
   type DownBlock,
@@ -100,12 +94,6 @@ export interface UNet2DConditionModelOptions {
    */
   precision?: Precision;
 }
-
-/**
- * Layers the int8 path keeps in float32: the first and last convolution (they carry the image itself) and the
- * time / class embedding path (a handful of rows, and its error would reach every resnet).
- */
-export const UNET_INT8_KEEP = /^(conv_in|conv_out|time_embedding|class_embedding)\.|\.time_emb_proj\./;
 
 export interface UNet2DConditionFromPretrainedOptions {
   /** Weight file variant, e.g. "fp16" → diffusion_pytorch_model.fp16.safetensors. */
@@ -445,37 +433,11 @@ export class UNet2DConditionModel {
    * The whole graph (inputs and output declared) with the current FreeU / attention options. `largeMaps`: the
    * variant `forward` uses above 256² latents (no Winograd under convAlgorithm "auto": src/onnx/conv_plan.ts).
    */
-  buildGraph(
-    options: {
-      int8Kernel?: Int8Kernel;
-      int8Convolutions?: boolean;
-      /**
-       * How the int8 layers quantize activations: "row" (default here: per token / per image, guidance pairs
-       * through the `guidance_index` input, any batch) or "half" (the batch must be [unconditional; conditional]
-       * halves; each half per tensor, fused into onnxruntime's DynamicQuantizeMatMul: fewer element-wise passes;
-       * src/onnx/int8_ops.ts, int8LinearHalves). `forward` builds "half" for guidancePairs, else "row".
-       */
-      int8Activations?: "row" | "half";
-      largeMaps?: boolean;
-    } = {},
-  ): ModelBuilder {
+  buildGraph(options: UNetInt8GraphOptions & { largeMaps?: boolean } = {}): ModelBuilder {
     if (!this.bound) throw new Error(`${this.label}: no weights were given, so the graph cannot be built`);
-    let int8: ModelBuilderOptions["int8"];
-    const halves = checkChoice(["row", "half"] as const, options.int8Activations ?? "row", "int8Activations");
-    if (this.precisionMode === "int8") {
-      // Halves take 8-bit activations: where the CPU's exact kernel is 7-bit ("u7s8", AVX2), the same integers
-      // run as "u8u8".
-      const cpuKernel = int8Kernel();
-      const kernel = options.int8Kernel ?? (halves === "half" && cpuKernel === "u7s8" ? "u8u8" : cpuKernel);
-      if (halves === "half" && kernel === "u7s8") {
-        throw new RangeError(
-          `${this.label}: int8Activations "half" quantizes activations to 8 bits, which the "u7s8" kernel ` +
-            `cannot take: use "u8s8" (VNNI / AMX) or "u8u8"`,
-        );
-      }
-      const convolutions = options.int8Convolutions ?? int8Convolutions(kernel);
-      int8 = { keep: (k: string) => UNET_INT8_KEEP.test(k), kernel, convolutions };
-    }
+    // int8: UNET_INT8_KEEP, the kernel, convolutions and activations (./int8.ts); float32 ignores them.
+    const resolved = this.precisionMode === "int8" ? unetInt8Options(this.label, options) : undefined;
+    const int8 = resolved?.int8;
     const { convAlgorithm, executionProvider } = this.runtimeOptions;
     const conv = convPlan(convAlgorithm, executionProvider, {
       largeMaps: options.largeMaps === true,
@@ -483,7 +445,7 @@ export class UNet2DConditionModel {
     });
     const b = new ModelBuilder(this.bound, { name: "unet", int8, conv });
     // int8: each batch row's partner row for guidance pairs (itself if none; src/onnx/int8_ops.ts), or halves.
-    if (int8 && halves === "half") b.int8GuidanceHalves = true;
+    if (int8 && resolved?.halves) b.int8GuidanceHalves = true;
     else if (int8) b.int8GuidanceIndex = b.input("guidance_index", "int64", ["batch"]);
     const c = this.config;
     const cross = this.layout.crossAttentionDim;
