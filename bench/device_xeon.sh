@@ -14,7 +14,7 @@
 # the VAE decode; the int8 paths (per-token scales with guidance pairs, and the experimental guidance halves fused
 # into DynamicQuantizeMatMul; u8s8) with and without int8 convolutions,
 # against float32 on the same weights (rel. RMS / PSNR of the UNet output); PyTorch float32 + diffusers on the same
-# two cores. About 7 minutes on 2 pinned cores.
+# two cores. About 8 minutes on 2 pinned cores (first call of stop 12: 6.8 minutes with fewer int8 graphs).
 set -euo pipefail
 X=bench/cache/export
 UNET=bench/cache/x4-random/unet

@@ -207,6 +207,8 @@ async function makeTarget(o: MeasureOptions, host: RuntimeHost, ro: RuntimeOptio
       timestep: 500,
       encoderHiddenStates: randn([2, 77, cross], 2),
       classLabels: [20, 20],
+      // [unconditional; conditional], as the pipeline runs it: the int8 UNet then runs its guidance-halves graph.
+      guidancePairs: true,
     };
     return {
       label: `unet forward batch 2 (CFG), sample 2x${cin}x${S}x${S}, 77x${cross} text, class labels${o.memoryEfficient ? " (memory-efficient attention)" : ""}${o.precision === "int8" ? " (int8)" : ""}`,

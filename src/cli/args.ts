@@ -343,7 +343,7 @@ function planFromOptions(inputs: string[], o: RawOptions): RunPlan {
     // --low-memory is a preset of the options that lower the peak without changing the image.
     memoryEfficientAttention: o.memoryEfficientAttention === true || o.lowMemory === true,
     // A CLI run uses each model once (text encoder, then UNet, then VAE), so freeing each after its stage costs
-    // nothing and halves the peak (x4 model, 128² -> 512²: 3.5 GiB instead of 7.9 GiB, README "Memory").
+    // nothing and halves the peak (x4 model, 128² -> 512², stop 11: 3.5 GiB instead of 7.9 GiB; README "Memory").
     // --low-memory relies on it too; an explicit --no-model-offload wins, as --conv-algorithm does over the preset.
     modelOffload: o.modelOffload !== false,
     json: o.json === true,
