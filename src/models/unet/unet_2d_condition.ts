@@ -497,10 +497,9 @@ export class UNet2DConditionModel {
       inputs.guidancePairs === true,
     );
     if (session.inputNames.includes("guidance_index")) {
-      // The per-row int8 graph (the guided one quantizes halves and has no such input): row r of the
-      // conditional half pairs with row r of the unconditional half.
-      const half = inputs.guidancePairs ? batch / 2 : batch;
-      const index = BigInt64Array.from({ length: batch }, (_, r) => BigInt(r % half));
+      // The per-row int8 graph, which forward runs for unguided batches only (guided ones run the halves graph,
+      // which has no such input): every row is its own partner, i.e. unpaired.
+      const index = BigInt64Array.from({ length: batch }, (_, r) => BigInt(r));
       feeds.guidance_index = { type: "int64", dims: [batch], data: index };
     }
     const out = await session.run(feeds, { signal: options.signal });
