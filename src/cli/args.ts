@@ -192,7 +192,8 @@ function buildProgram(
     .option("--threads <N>", "intra-op threads per session")
     .option(
       "--precision <p>",
-      'UNet precision: "float32" (default) or "int8" (dynamically quantized; fast on CPUs with AMX / VNNI)',
+      'UNet precision: "float32" (default) or "int8" (dynamically quantized Linear layers, for CPUs with ' +
+        "AMX / VNNI; image PSNR >= 40 dB against float32 in the README's tests)",
     )
     .addOption(
       new Option(

@@ -47,14 +47,14 @@ export function int8Kernel(flags: readonly string[] | undefined = cpuFlags()): I
 }
 
 /**
- * Whether the int8 path quantizes convolutions as well as Linear layers, for the kernel of the target CPU. With
- * VNNI / AMX the u8s8 im2col GEMM is the fast path (Xeon with AMX: UNet 2.95-3.5x faster than PyTorch). Without
- * them, quantized convolutions were slower than float32 Winograd ones (AMD EPYC, UNet batch 2 at 128²: 11.4-14.1 s
- * with 7-bit quantized convolutions, 10.7 s with float32 convolutions and int8 Linear layers), so there int8 covers
- * the Linear layers only.
+ * Whether the int8 path quantizes convolutions as well as Linear layers by default: no, on every CPU (since stop
+ * 12). Quantized convolutions cost ~4-5 dB of image PSNR (twin model, guidance 9: 37.6 dB with them, 41.5 dB
+ * Linear-only, guidance halves), below the int8 path's 40 dB bar, for 7 % of speed on the AMX Xeon (UNet 128²,
+ * per-row path: 6.37 vs 6.82 s; float32 7.52 s), and on AVX2 they were slower than float32 Winograd ones. The
+ * kernel no longer changes the answer; `UNet2DConditionModel.buildGraph({ int8Convolutions: true })` builds them.
  */
-export function int8Convolutions(kernel: Int8Kernel = int8Kernel()): boolean {
-  return kernel === "u8s8";
+export function int8Convolutions(_kernel: Int8Kernel = int8Kernel()): boolean {
+  return false;
 }
 
 /** The largest weight magnitude (symmetric int8). */

@@ -78,8 +78,8 @@ for (const m of ["tiny", "twin"] as const) {
 
 test("int8 graph: integer kernels for resnet / attention layers, float32 for the kept ones", async () => {
   const unet = await UNet2DConditionModel.fromPretrained(MODELS.tiny, { runtime: host, precision: "int8" });
-  // A VNNI / AMX CPU's kernel: convolutions are quantized too.
-  const model = unet.buildGraph({ int8Kernel: "u8s8" }).toModel();
+  // A VNNI / AMX CPU's kernel, convolutions quantized too (asked for: the default is Linear layers only).
+  const model = unet.buildGraph({ int8Kernel: "u8s8", int8Convolutions: true }).toModel();
   const ops = new Set((model.graph?.node ?? []).map((n) => n.opType as string));
   assert.ok(ops.has("MatMulIntegerToFloat"));
   assert.ok(
@@ -109,23 +109,26 @@ test("int8 graph: integer kernels for resnet / attention layers, float32 for the
   assert.ok(u8w.length > 0 && u8w.every((t) => t.dataType === DataType.UINT8));
 });
 
-test("int8 without VNNI / AMX (u7s8): Linear layers quantized, convolutions float32", async () => {
+test("int8 by default (any kernel): Linear layers quantized, convolutions float32", async () => {
   const unet = await UNet2DConditionModel.fromPretrained(MODELS.tiny, { runtime: host, precision: "int8" });
-  const model = unet.buildGraph({ int8Kernel: "u7s8" }).toModel();
-  const int8Names = (model.graph?.initializer ?? [])
-    .map((t) => t.name as string)
-    .filter((n) => n.endsWith("::int8"));
-  assert.ok(int8Names.length > 0);
-  assert.ok(
-    !int8Names.some((n) => /(conv1|conv2|conv_shortcut|\.conv)\.weight::int8$/.test(n)),
-    String(int8Names),
-  );
+  for (const int8Kernel of ["u7s8", "u8s8", "u8u8"] as const) {
+    const model = unet.buildGraph({ int8Kernel }).toModel();
+    const int8Names = (model.graph?.initializer ?? [])
+      .map((t) => t.name as string)
+      .filter((n) => n.endsWith("::int8"));
+    assert.ok(int8Names.length > 0);
+    assert.ok(
+      !int8Names.some((n) => /(conv1|conv2|conv_shortcut|\.conv)\.weight::int8$/.test(n)),
+      `${int8Kernel}: ${int8Names}`,
+    );
+  }
   // Explicitly asked for: convolutions too, whatever the kernel.
   const forced = unet.buildGraph({ int8Kernel: "u7s8", int8Convolutions: true }).toModel();
   assert.ok(
     (forced.graph?.initializer ?? []).some((t) => /resnets\.0\.conv1\.weight::int8$/.test(t.name as string)),
   );
-  assert.equal(quantize.int8Convolutions("u8s8"), true);
+  // Linear-only by default on every CPU (the >= 40 dB configuration).
+  assert.equal(quantize.int8Convolutions("u8s8"), false);
   assert.equal(quantize.int8Convolutions("u7s8"), false);
   assert.equal(quantize.int8Convolutions("u8u8"), false);
 });

@@ -89,8 +89,9 @@ export interface UNet2DConditionModelOptions {
   /** Names the model in errors (default "unet"). */
   label?: string;
   /**
-   * "float32" (default) or "int8": the resnet and attention layers as dynamically quantized int8 kernels
-   * (src/onnx/quantize.ts), the fast path on CPUs with AMX / VNNI. Not bit-faithful to diffusers.
+   * "float32" (default) or "int8": the resnet and attention blocks' Linear layers as dynamically quantized int8
+   * kernels (src/onnx/quantize.ts, int8_ops.ts; convolutions too with buildGraph's int8Convolutions), meant for
+   * CPUs with AMX / VNNI. Not bit-faithful to diffusers.
    */
   precision?: Precision;
 }
