@@ -10,7 +10,7 @@ import type { RunPlan } from "./args.js";
  */
 export const VAE_DECODE_BYTES_PER_LATENT_PIXEL = 4.6e9 / (256 * 256);
 
-/** Inputs up to this many pixels get no note: a default 256² → 1024² run peaks at 5.7 GiB. */
+/** Inputs up to this many pixels get no note: a default 256² → 1024² run peaks at 4.9 GiB (README "Memory"). */
 export const NOTE_ABOVE_PIXELS = 256 * 256;
 
 /** The note for this plan and these inputs (one batch: every input has the same size), or undefined. */

@@ -83,6 +83,43 @@ export function largeMaps(
   return latentHeight * latentWidth > WINOGRAD_AUTO_MAX_LATENT_AREA[model];
 }
 
+/** A model's convolution options (the RuntimeOptions fields that shape its conv plan). */
+export interface ModelConvOptions {
+  convAlgorithm?: ConvAlgorithm;
+  executionProvider?: string;
+  winogradFilters?: WinogradFilters;
+}
+
+/** A model's WinogradFilters: the option, else the model's default (WINOGRAD_FILTERS_DEFAULT). */
+export function modelWinogradFilters(
+  model: keyof typeof WINOGRAD_FILTERS_DEFAULT,
+  options: ModelConvOptions,
+): WinogradFilters {
+  return options.winogradFilters ?? WINOGRAD_FILTERS_DEFAULT[model];
+}
+
+/** Throws a clear error (naming `label`) unless a model's conv options are valid. */
+export function checkModelConvOptions(
+  model: keyof typeof WINOGRAD_FILTERS_DEFAULT,
+  options: ModelConvOptions,
+  label: string,
+): void {
+  checkConvAlgorithm(options.convAlgorithm ?? "auto", `${label}: convAlgorithm`);
+  checkWinogradFilters(modelWinogradFilters(model, options), `${label}: winogradFilters`);
+}
+
+/** The ConvPlan a model's graph is built with (`largeMaps`: the graph for inputs above its Winograd limit). */
+export function modelConvPlan(
+  model: keyof typeof WINOGRAD_FILTERS_DEFAULT,
+  options: ModelConvOptions,
+  large: boolean,
+): ConvPlan {
+  return convPlan(options.convAlgorithm, options.executionProvider, {
+    largeMaps: large,
+    winogradFilters: modelWinogradFilters(model, options),
+  });
+}
+
 /**
  * The ConvPlan of a ConvAlgorithm on an execution provider. "auto" on the CPU: Winograd where the output has 256
  * to 512 channels and the input at least 256 (in the x4 upscaler, every 3×3 convolution above 16² latents: the

@@ -15,11 +15,10 @@
 import { join } from "node:path";
 import { loadWeightSet, readJson } from "../../io/model_files.js";
 import {
-  checkConvAlgorithm,
-  checkWinogradFilters,
-  convPlan,
+  checkModelConvOptions,
   largeMaps,
-  WINOGRAD_FILTERS_DEFAULT,
+  modelConvPlan,
+  modelWinogradFilters,
   type WinogradFilters,
 } from "../../onnx/conv_plan.js";
 import type { Value } from "../../onnx/graph_builder.js";
@@ -276,13 +275,12 @@ export class UNet2DConditionModel {
     this.runtime = options.runtime;
     this.runtimeOptions = { ...options.runtimeOptions };
     this.precisionMode = this.checkedPrecision(options.precision ?? "float32");
-    checkConvAlgorithm(this.runtimeOptions.convAlgorithm ?? "auto", `${this.label}: convAlgorithm`);
-    checkWinogradFilters(this.winogradFilters, `${this.label}: winogradFilters`);
+    checkModelConvOptions("unet", this.runtimeOptions, this.label);
   }
 
   /** When the Winograd layers' filters are transformed: RuntimeOptions.winogradFilters, default "session". */
   get winogradFilters(): WinogradFilters {
-    return this.runtimeOptions.winogradFilters ?? WINOGRAD_FILTERS_DEFAULT.unet;
+    return modelWinogradFilters("unet", this.runtimeOptions);
   }
 
   /** A valid precision for this model's execution provider (int8 uses onnxruntime's CPU integer kernels). */
@@ -439,11 +437,7 @@ export class UNet2DConditionModel {
     // int8: UNET_INT8_KEEP, the kernel, convolutions and activations (./int8.ts); float32 ignores them.
     const resolved = this.precisionMode === "int8" ? unetInt8Options(this.label, options) : undefined;
     const int8 = resolved?.int8;
-    const { convAlgorithm, executionProvider } = this.runtimeOptions;
-    const conv = convPlan(convAlgorithm, executionProvider, {
-      largeMaps: options.largeMaps === true,
-      winogradFilters: this.winogradFilters,
-    });
+    const conv = modelConvPlan("unet", this.runtimeOptions, options.largeMaps === true);
     const b = new ModelBuilder(this.bound, { name: "unet", int8, conv });
     // int8: each batch row's partner row for guidance pairs (itself if none; src/onnx/int8_ops.ts), or halves.
     if (int8 && resolved?.halves) b.int8GuidanceHalves = true;

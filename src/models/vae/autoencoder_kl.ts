@@ -8,11 +8,10 @@
 import { join } from "node:path";
 import { loadWeightSet, readJson } from "../../io/model_files.js";
 import {
-  checkConvAlgorithm,
-  checkWinogradFilters,
-  convPlan,
+  checkModelConvOptions,
   largeMaps,
-  WINOGRAD_FILTERS_DEFAULT,
+  modelConvPlan,
+  modelWinogradFilters,
   type WinogradFilters,
 } from "../../onnx/conv_plan.js";
 import type { Value } from "../../onnx/graph_builder.js";
@@ -122,13 +121,12 @@ export class AutoencoderKL {
     this.bound = options.weights ? bindWeights(this.store, options.weights) : undefined;
     this.runtime = options.runtime;
     this.runtimeOptions = { ...options.runtimeOptions };
-    checkConvAlgorithm(this.runtimeOptions.convAlgorithm ?? "auto", `${this.label}: convAlgorithm`);
-    checkWinogradFilters(this.winogradFilters, `${this.label}: winogradFilters`);
+    checkModelConvOptions("vae", this.runtimeOptions, this.label);
   }
 
   /** When the Winograd layers' filters are transformed: RuntimeOptions.winogradFilters, default "run". */
   get winogradFilters(): WinogradFilters {
-    return this.runtimeOptions.winogradFilters ?? WINOGRAD_FILTERS_DEFAULT.vae;
+    return modelWinogradFilters("vae", this.runtimeOptions);
   }
 
   /** Loads `<dir>/config.json` and its safetensors weights (strictly bound: every mismatch in one error). */
@@ -196,11 +194,7 @@ export class AutoencoderKL {
 
   private builder(name: string, large: boolean): ModelBuilder {
     if (!this.bound) throw new Error(`${this.label}: no weights were given, so the graph cannot be built`);
-    const { convAlgorithm, executionProvider } = this.runtimeOptions;
-    const conv = convPlan(convAlgorithm, executionProvider, {
-      largeMaps: large,
-      winogradFilters: this.winogradFilters,
-    });
+    const conv = modelConvPlan("vae", this.runtimeOptions, large);
     return new ModelBuilder(this.bound, { name, conv });
   }
 
