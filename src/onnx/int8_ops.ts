@@ -177,14 +177,26 @@ export function int8Conv2d(
  * "u8u8"): 41.5 dB with Linear layers int8 (per-token scales with guidance pairs: 42.6 dB).
  */
 
+/**
+ * f applied with guidance halves on x [2n, ...]: [f(u, bias); f(u, bias) + f(c − u)] for the halves u and c. f must
+ * be linear in x apart from the bias it is given.
+ */
+function withGuidanceHalves(
+  x: Value,
+  bias: Value | undefined,
+  f: (x: Value, bias: Value | undefined) => Value,
+): Value {
+  const [u, c] = op.split(x, 2, 0) as [Value, Value];
+  const yu = f(u, bias);
+  return op.concat([yu, op.add(yu, f(op.sub(c, u), undefined))], 0);
+}
+
 /** Linear with guidance halves: x [2n, tokens, in] float32 → [2n, tokens, out]. */
 export function int8LinearHalves(x: Value, w: Int8Weight, bias: Value | undefined): Value {
   const g = x.graph;
-  const gemm = (v: Value, b: Value | undefined) =>
-    g.op("DynamicQuantizeMatMul", [v, w.w, w.scale, w.zeroPoint, b], {}, { domain: "com.microsoft" });
-  const [u, c] = op.split(x, 2, 0) as [Value, Value];
-  const yu = gemm(u, bias);
-  return op.concat([yu, op.add(yu, gemm(op.sub(c, u), undefined))], 0);
+  return withGuidanceHalves(x, bias, (v, b) =>
+    g.op("DynamicQuantizeMatMul", [v, w.w, w.scale, w.zeroPoint, b], {}, { domain: "com.microsoft" }),
+  );
 }
 
 /** Conv2d (groups 1) with guidance halves on NCHW float32 x [2n, C, H, W], W [(ky, kx, in), out]. */
@@ -210,8 +222,5 @@ export function int8Conv2dHalves(
       { domain: "com.microsoft" },
     ); // [n, Ho, Wo, out]
   };
-  const [u, c] = op.split(x, 2, 0) as [Value, Value];
-  const yu = conv(u, bias);
-  const y = op.concat([yu, op.add(yu, conv(op.sub(c, u), undefined))], 0);
-  return op.transpose(y, [0, 3, 1, 2]);
+  return op.transpose(withGuidanceHalves(x, bias, conv), [0, 3, 1, 2]);
 }
