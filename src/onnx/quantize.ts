@@ -50,8 +50,10 @@ export function int8Kernel(flags: readonly string[] | undefined = cpuFlags()): I
  * Whether the int8 path quantizes convolutions as well as Linear layers by default: no, on every CPU (since stop
  * 12). Quantized convolutions cost ~4-5 dB of image PSNR (twin model, guidance 9: 37.6 dB with them, 41.5 dB
  * Linear-only, guidance halves), below the int8 path's 40 dB bar, for 7 % of speed on the AMX Xeon (UNet 128²,
- * per-row path: 6.37 vs 6.82 s; float32 7.52 s), and on AVX2 they were slower than float32 Winograd ones. The
- * kernel no longer changes the answer; `UNet2DConditionModel.buildGraph({ int8Convolutions: true })` builds them.
+ * per-row path: 6.37 vs 6.82 s; float32 7.52 s), and on AVX2 they were slower than float32 Winograd ones. Most of
+ * the loss is their weights' rounding, which no activation scheme can win back: the float32 graph with only the
+ * weights rounded to this file's int8 grid gives the twin image 39.2 dB (stop 13, README "Why ≥ 3x at ≥ 40 dB ...").
+ * The kernel no longer changes the answer; `UNet2DConditionModel.buildGraph({ int8Convolutions: true })` builds them.
  */
 export function int8Convolutions(_kernel: Int8Kernel = int8Kernel()): boolean {
   return false;
