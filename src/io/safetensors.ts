@@ -3,10 +3,20 @@
  * file). Format: https://github.com/huggingface/safetensors — u64 LE header length N, N bytes of JSON header
  * `{name: {dtype, shape, data_offsets: [start, end]}, "__metadata__"?: {str: str}}`, then the data section.
  * Validation follows the reference Rust reader (safetensors/src/tensor.rs, `read_metadata` + `validate`), plus
- * duplicate-key detection (a strict JSON parser of our own keeps every key and every number's exact text).
+ * duplicate-key detection (strict_json.ts keeps every key and every number's exact text).
  * Little-endian hosts are assumed (every platform Node ships prebuilt binaries for).
  */
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { bf16BitsToF32Bits, f16BitsToF32Bits } from "./half_float.js";
+import {
+  DuplicateKeyError,
+  describe,
+  JsonNumber,
+  JsonObject,
+  JsonParser,
+  JsonSyntaxError,
+  type JsonValue,
+} from "./strict_json.js";
 
 export type SafetensorsDtype = "F64" | "F32" | "F16" | "BF16" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
 
@@ -216,248 +226,7 @@ export function loadSafetensors(path: string): SafetensorsFile {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// F16 / BF16 → F32 (exact: subnormals, ±0, ±inf and NaN payloads included)
-
-let f16Table: Uint32Array | undefined;
-
-/** float32 bit patterns of all 65536 half-precision values (built once, 256 KiB). */
-function halfTable(): Uint32Array {
-  if (f16Table) return f16Table;
-  const bits = new Uint32Array(65536);
-  const f = new Float32Array(bits.buffer);
-  for (let h = 0; h < 65536; h++) {
-    const sign = (h & 0x8000) << 16;
-    const e = (h >> 10) & 0x1f;
-    const m = h & 0x3ff;
-    if (e === 0) {
-      f[h] = m * 2 ** -24; // exact (zero or subnormal half; normal in float32)
-      bits[h] = (bits[h] as number) | sign;
-    } else if (e === 31) bits[h] = sign | 0x7f800000 | (m << 13);
-    else bits[h] = sign | ((e + 112) << 23) | (m << 13);
-  }
-  f16Table = bits;
-  return bits;
-}
-
-/** Converts F16 bit patterns to float32 bit patterns (dst may view a Float32Array's buffer). */
-export function f16BitsToF32Bits(src: Uint16Array, dst: Uint32Array): void {
-  const table = halfTable();
-  const n = src.length;
-  for (let i = 0; i < n; i++) dst[i] = table[src[i] as number] as number;
-}
-
-/** Converts BF16 bit patterns to float32 bit patterns (dst may view a Float32Array's buffer). */
-export function bf16BitsToF32Bits(src: Uint16Array, dst: Uint32Array): void {
-  const n = src.length;
-  for (let i = 0; i < n; i++) dst[i] = (src[i] as number) << 16;
-}
-
-/** Whole-array conversions (F16/BF16 bit patterns → Float32Array). */
-export function f16ToFloat32Array(src: Uint16Array): Float32Array {
-  const out = new Float32Array(src.length);
-  f16BitsToF32Bits(src, new Uint32Array(out.buffer));
-  return out;
-}
-
-export function bf16ToFloat32Array(src: Uint16Array): Float32Array {
-  const out = new Float32Array(src.length);
-  bf16BitsToF32Bits(src, new Uint32Array(out.buffer));
-  return out;
-}
-
-const f32buf = new Float32Array(1);
-const u32buf = new Uint32Array(f32buf.buffer);
-
-export function bfloat16ToFloat(h: number): number {
-  u32buf[0] = (h & 0xffff) << 16;
-  return f32buf[0] as number;
-}
-
-export function halfToFloat(h: number): number {
-  u32buf[0] = halfTable()[h & 0xffff] as number;
-  return f32buf[0] as number;
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Header: strict JSON (RFC 8259) keeping duplicate keys visible and numbers as their exact text
-
-class JsonNumber {
-  constructor(readonly raw: string) {}
-}
-type JsonValue = null | boolean | string | JsonNumber | JsonValue[] | JsonObject;
-class JsonObject {
-  readonly entries = new Map<string, JsonValue>();
-}
-class JsonSyntaxError extends Error {}
-class DuplicateKeyError extends Error {
-  constructor(
-    readonly key: string,
-    readonly depth: number,
-  ) {
-    super(key);
-  }
-}
-
-const MAX_JSON_DEPTH = 128; // serde_json's recursion limit
-const NUMBER_RE = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
-const ESCAPES: Record<string, string> = {
-  '"': '"',
-  "\\": "\\",
-  "/": "/",
-  b: "\b",
-  f: "\f",
-  n: "\n",
-  r: "\r",
-  t: "\t",
-};
-
-class JsonParser {
-  private pos = 0;
-  constructor(private readonly s: string) {}
-
-  parseDocument(): JsonValue {
-    const v = this.value(0);
-    this.ws();
-    if (this.pos !== this.s.length) this.fail("trailing characters after the JSON value");
-    return v;
-  }
-
-  private fail(msg: string): never {
-    throw new JsonSyntaxError(`${msg} at character ${this.pos}`);
-  }
-
-  private ws(): void {
-    const s = this.s;
-    while (this.pos < s.length) {
-      const c = s.charCodeAt(this.pos);
-      if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) break;
-      this.pos++;
-    }
-  }
-
-  private value(depth: number): JsonValue {
-    this.ws();
-    const c = this.s[this.pos];
-    if (c === undefined) this.fail("unexpected end of input");
-    if (c === "{" || c === "[") {
-      if (depth >= MAX_JSON_DEPTH) this.fail("nesting too deep");
-      return c === "{" ? this.object(depth + 1) : this.array(depth + 1);
-    }
-    if (c === '"') return this.string();
-    for (const [word, v] of [
-      ["true", true],
-      ["false", false],
-      ["null", null],
-    ] as const) {
-      if (this.s.startsWith(word, this.pos)) {
-        this.pos += word.length;
-        return v;
-      }
-    }
-    NUMBER_RE.lastIndex = this.pos;
-    const m = NUMBER_RE.exec(this.s);
-    if (!m) this.fail(`unexpected character ${JSON.stringify(c)}`);
-    this.pos += m[0].length;
-    return new JsonNumber(m[0]);
-  }
-
-  private object(depth: number): JsonObject {
-    const obj = new JsonObject();
-    this.pos++; // {
-    this.ws();
-    if (this.s[this.pos] === "}") {
-      this.pos++;
-      return obj;
-    }
-    for (;;) {
-      this.ws();
-      if (this.s[this.pos] !== '"') this.fail("expected a string key");
-      const key = this.string();
-      this.ws();
-      if (this.s[this.pos] !== ":") this.fail("expected ':'");
-      this.pos++;
-      const v = this.value(depth);
-      if (obj.entries.has(key)) throw new DuplicateKeyError(key, depth);
-      obj.entries.set(key, v);
-      this.ws();
-      const c = this.s[this.pos++];
-      if (c === "}") return obj;
-      if (c !== ",") this.fail("expected ',' or '}'");
-    }
-  }
-
-  private array(depth: number): JsonValue[] {
-    const arr: JsonValue[] = [];
-    this.pos++; // [
-    this.ws();
-    if (this.s[this.pos] === "]") {
-      this.pos++;
-      return arr;
-    }
-    for (;;) {
-      arr.push(this.value(depth));
-      this.ws();
-      const c = this.s[this.pos++];
-      if (c === "]") return arr;
-      if (c !== ",") this.fail("expected ',' or ']'");
-    }
-  }
-
-  private hex4(at: number): number {
-    const hex = this.s.slice(at, at + 4);
-    if (!/^[0-9a-fA-F]{4}$/.test(hex)) this.fail("invalid \\u escape");
-    return Number.parseInt(hex, 16);
-  }
-
-  private string(): string {
-    const s = this.s;
-    this.pos++; // opening quote
-    let out = "";
-    let run = this.pos;
-    for (;;) {
-      if (this.pos >= s.length) this.fail("unterminated string");
-      const c = s.charCodeAt(this.pos);
-      if (c === 0x22) {
-        out += s.slice(run, this.pos++);
-        return out;
-      }
-      if (c < 0x20) this.fail("control character in string");
-      if (c !== 0x5c) {
-        this.pos++;
-        continue;
-      }
-      out += s.slice(run, this.pos);
-      const e = s[this.pos + 1];
-      if (e === "u") {
-        const u = this.hex4(this.pos + 2);
-        this.pos += 6;
-        if (u >= 0xdc00 && u <= 0xdfff) this.fail("lone trailing surrogate in \\u escape");
-        if (u >= 0xd800 && u <= 0xdbff) {
-          const lo = s.startsWith("\\u", this.pos) ? this.hex4(this.pos + 2) : -1;
-          if (lo < 0xdc00 || lo > 0xdfff) this.fail("lone leading surrogate in \\u escape");
-          this.pos += 6;
-          out += String.fromCharCode(u, lo);
-        } else out += String.fromCharCode(u);
-      } else {
-        const r = e === undefined ? undefined : ESCAPES[e];
-        if (r === undefined) this.fail("invalid escape");
-        out += r;
-        this.pos += 2;
-      }
-      run = this.pos;
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------
 // Header validation (reference: read_metadata + Metadata::validate)
-
-function describe(v: JsonValue): string {
-  if (v instanceof JsonNumber) return v.raw;
-  if (v instanceof JsonObject) return "an object";
-  if (Array.isArray(v)) return "an array";
-  return JSON.stringify(v);
-}
 
 /** A non-negative integer (exact JSON text) of at most 2^53, as a number; else an error message. */
 function toIndex(v: JsonValue | undefined, what: string): number | string {

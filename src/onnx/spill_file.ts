@@ -27,7 +27,7 @@ import { readdirSync, rmSync, statSync } from "node:fs";
 import { type FileHandle, mkdtemp, open, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { bf16BitsToF32Bits, f16BitsToF32Bits } from "../io/safetensors.js";
+import { bf16BitsToF32Bits, f16BitsToF32Bits } from "../io/half_float.js";
 
 /** One weight as stored in its source file. */
 export interface SpillSource {

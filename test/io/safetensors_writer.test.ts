@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { halfToFloat, SafetensorsError, SafetensorsFile } from "../../src/io/safetensors.js";
+import { halfToFloat } from "../../src/io/half_float.js";
+import { SafetensorsError, SafetensorsFile } from "../../src/io/safetensors.js";
 import {
   f32BitsToBf16Bits,
   floatToBfloat16,
