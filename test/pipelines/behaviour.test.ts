@@ -1,28 +1,26 @@
 /**
- * StableDiffusionUpscalePipeline behaviour on the tiny model (16x16 inputs, 1-3 steps): bad inputs fail before any
- * compute, prompts pair with their own images, generator lists follow diffusers, every output type, callbacks,
- * progress, abort, input kinds, safety checker, watermarker, NaN detection, and fromPretrained's errors.
+ * StableDiffusionUpscalePipeline behaviour on the tiny model (16x16 inputs, 1-3 steps): prompts pair with their own
+ * images, generator lists follow diffusers, every output type, callbacks, progress, abort, input kinds, safety
+ * checker, watermarker, NaN detection. Bad inputs: bad_inputs.test.ts; fromPretrained's errors:
+ * from_pretrained_errors.test.ts.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, afterEach, before, describe, test } from "node:test";
-import sharp from "sharp";
+import { after, before, describe, test } from "node:test";
 import type { FloatImageBatch, RgbImage } from "../../src/image/types.js";
 import {
   NonFiniteError,
-  StableDiffusionUpscalePipeline,
-  type UpscaleImages,
+  type StableDiffusionUpscalePipeline,
   type UpscaleOutput,
 } from "../../src/pipelines/pipeline_stable_diffusion_upscale.js";
 import type { TraceStage, UpscaleCallOptions } from "../../src/pipelines/upscale_inputs.js";
-import { Generator } from "../../src/random/generator.js";
 import type { HostTensor } from "../../src/runtime/host_tensor.js";
 import { RuntimeHost } from "../../src/runtime/worker_host.js";
-import { assertClose, FIXTURES } from "../helpers/fixtures.js";
+import { assertClose } from "../helpers/fixtures.js";
+import { dataOf, gen, IMG_A, IMG_B, maxAbsDiff, pngOf, row, S, TOL, tinyPipeline } from "./tiny_harness.js";
 
-const MODEL = join(FIXTURES, "models/tiny-upscaler");
 const runtime = new RuntimeHost();
 const TMP = mkdtempSync(join(tmpdir(), "sdx4-behaviour-"));
 after(async () => {
@@ -30,315 +28,12 @@ after(async () => {
   rmSync(TMP, { recursive: true, force: true });
 });
 
-const S = 16; // input side: latents 16x16, outputs 64x64
-const TOL = { atol: 1e-4, rtol: 1e-4 };
-
-/** A deterministic 16x16 test picture; `phase` makes different pictures. */
-function picture(phase: number, w = S, h = S): RgbImage {
-  const data = new Uint8Array(w * h * 3);
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      const o = (y * w + x) * 3;
-      data[o] = (x * 16 + phase * 40) & 255;
-      data[o + 1] = (y * 16 + phase * 90) & 255;
-      data[o + 2] = ((x ^ y) * 20 + phase * 7) & 255;
-    }
-  }
-  return { data, width: w, height: h };
-}
-const IMG_A = picture(0);
-const IMG_B = picture(3);
-
-const pngOf = (im: RgbImage): Promise<Buffer> =>
-  sharp(Buffer.from(im.data), { raw: { width: im.width, height: im.height, channels: 3 } })
-    .png()
-    .toBuffer();
-
-const gen = (seed: number) => new Generator().manualSeed(seed);
-
-function dataOf(images: UpscaleImages): { data: Float32Array; shape: number[] } {
-  assert.notEqual(images.outputType, "pil");
-  if (images.outputType === "pil") throw new Error("unreachable");
-  return { data: images.data, shape: images.shape };
-}
-
-/** Row k of a [N, ...] array. */
-function row(data: Float32Array, shape: readonly number[], k: number): Float32Array {
-  const size = shape.slice(1).reduce((a, b) => a * b, 1);
-  return data.subarray(k * size, (k + 1) * size);
-}
-
-const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs((a[i] as number) - (b[i] as number)));
-  return m;
-};
-
 describe("StableDiffusionUpscalePipeline behaviour (tiny model)", () => {
+  const t = tinyPipeline(runtime);
+  const { counts, patch, instrument, base } = t;
   let pipe: StableDiffusionUpscalePipeline;
-  const counts = { text: 0, unet: 0, vae: 0 };
-  const restore: (() => void)[] = [];
-
-  /** Replaces `obj[key]` for this test (restored in afterEach). */
-  function patch<T extends object, K extends keyof T>(obj: T, key: K, value: T[K]): void {
-    const had = Object.hasOwn(obj, key);
-    const old = obj[key];
-    obj[key] = value;
-    restore.push(() => {
-      if (had) obj[key] = old;
-      else delete obj[key];
-    });
-  }
-
-  /** Counts text encoder, UNet and VAE decoder runs; `unetHook` sees (and may replace) each UNet output. */
-  function instrument(
-    unetHook?: (
-      inputs: Parameters<typeof pipe.unet.forward>[0],
-      out: HostTensor,
-      call: number,
-    ) => HostTensor | undefined,
-  ): void {
-    const text = pipe.textEncoder.forward.bind(pipe.textEncoder);
-    const unet = pipe.unet.forward.bind(pipe.unet);
-    const decode = pipe.vae.decode.bind(pipe.vae);
-    patch(pipe.textEncoder, "forward", async (input) => {
-      counts.text++;
-      return text(input);
-    });
-    patch(pipe.unet, "forward", async (inputs, options) => {
-      const call = counts.unet++;
-      const out = await unet(inputs, options);
-      return unetHook?.(inputs, out, call) ?? out;
-    });
-    patch(pipe.vae, "decode", async (z, options) => {
-      counts.vae++;
-      return decode(z, options);
-    });
-  }
-
-  before(async () => {
-    pipe = await StableDiffusionUpscalePipeline.fromPretrained(MODEL, { runtime });
-  });
-  afterEach(() => {
-    while (restore.length) restore.pop()?.();
-    counts.text = counts.unet = counts.vae = 0;
-  });
-
-  const base = (o: Partial<UpscaleCallOptions> = {}): UpscaleCallOptions => ({
-    prompt: "a white cat",
-    image: IMG_A,
-    numInferenceSteps: 2,
-    noiseLevel: 20,
-    generator: gen(0),
-    outputType: "np",
-    ...o,
-  });
-
-  describe("bad inputs fail before any compute, naming the argument", () => {
-    const emb = (batch: number, hidden = 32, fill = 0.1): HostTensor => ({
-      type: "float32",
-      dims: [batch, 77, hidden],
-      data: new Float32Array(batch * 77 * hidden).fill(fill),
-    });
-    const latents = (dims: number[]): HostTensor => ({
-      type: "float32",
-      dims,
-      data: new Float32Array(dims.reduce((a, b) => a * b, 1)),
-    });
-    const cases: [
-      string,
-      () => Promise<Partial<UpscaleCallOptions>> | Partial<UpscaleCallOptions>,
-      RegExp,
-    ][] = [
-      [
-        "noiseLevel negative",
-        () => ({ noiseLevel: -1 }),
-        /noiseLevel must be an integer in 0\.\.350, got -1/,
-      ],
-      ["noiseLevel non-integer", () => ({ noiseLevel: 2.5 }), /noiseLevel .*got 2\.5/],
-      ["noiseLevel > max_noise_level", () => ({ noiseLevel: 351 }), /noiseLevel .*0\.\.350, got 351/],
-      [
-        "noiseLevel >= num_class_embeds",
-        () => ({ noiseLevel: 100 }),
-        /noiseLevel 100 .*num_class_embeds 100/,
-      ],
-      ["numInferenceSteps 0", () => ({ numInferenceSteps: 0 }), /numInferenceSteps .*got 0/],
-      ["numInferenceSteps 1.5", () => ({ numInferenceSteps: 1.5 }), /numInferenceSteps .*got 1\.5/],
-      [
-        "numInferenceSteps 1001",
-        () => ({ numInferenceSteps: 1001 }),
-        /numInferenceSteps must be an integer in 1\.\.1000/,
-      ],
-      [
-        "guidanceScale NaN",
-        () => ({ guidanceScale: Number.NaN }),
-        /guidanceScale must be a finite number, got NaN/,
-      ],
-      [
-        "guidanceScale Infinity",
-        () => ({ guidanceScale: Number.POSITIVE_INFINITY }),
-        /guidanceScale .*Infinity/,
-      ],
-      [
-        "prompt and promptEmbeds",
-        () => ({ promptEmbeds: emb(1) }),
-        /either prompt or promptEmbeds, not both/,
-      ],
-      ["neither prompt nor promptEmbeds", () => ({ prompt: undefined }), /pass a prompt or promptEmbeds/],
-      [
-        "negativePrompt with negativePromptEmbeds",
-        () => ({ negativePrompt: "ugly", negativePromptEmbeds: emb(1) }),
-        /either negativePrompt or negativePromptEmbeds/,
-      ],
-      [
-        "2 prompts, 1 image",
-        () => ({ prompt: ["a", "b"] }),
-        /prompt has batch size 2 and image has batch size 1/,
-      ],
-      [
-        "negativePrompt list of the wrong length",
-        () => ({ prompt: ["a", "b"], image: [IMG_A, IMG_B], negativePrompt: ["x", "y", "z"] }),
-        /negativePrompt has batch size 3, but prompt has batch size 2/,
-      ],
-      [
-        "prompt string with a negativePrompt array",
-        () => ({ negativePrompt: ["ugly"] }),
-        /negativePrompt must be the same type as prompt/,
-      ],
-      [
-        "promptEmbeds batch 2 with one negativePrompt string",
-        () => ({ prompt: undefined, promptEmbeds: emb(2), image: [IMG_A, IMG_B], negativePrompt: "x" }),
-        /negativePrompt is a single string/,
-      ],
-      [
-        "negativePromptEmbeds of another batch size",
-        () => ({ prompt: ["a", "b"], image: [IMG_A, IMG_B], negativePromptEmbeds: emb(1) }),
-        /negativePromptEmbeds has batch size 1/,
-      ],
-      [
-        "promptEmbeds of the wrong hidden size",
-        () => ({ prompt: undefined, promptEmbeds: emb(1, 48) }),
-        /promptEmbeds has hidden size 48/,
-      ],
-      [
-        "promptEmbeds containing NaN",
-        () => ({ prompt: undefined, promptEmbeds: emb(1, 32, Number.NaN) }),
-        /promptEmbeds contains NaN/,
-      ],
-      [
-        "image smaller than 4x4 (RgbImage)",
-        () => ({ image: picture(0, 3, 3) }),
-        /^image: image is 3x3; it must be at least 4x4/,
-      ],
-      [
-        "image smaller than 4x4 (PNG)",
-        async () => ({ image: await pngOf(picture(0, 3, 2)) }),
-        /^image: image is 3x2/,
-      ],
-      [
-        "image smaller than 4x4 (in a list)",
-        () => ({ image: [picture(0, 2, 8)] }),
-        /^image\[0\]: image is 2x8/,
-      ],
-      [
-        "image above maxInputPixels",
-        () => ({ image: IMG_A, maxInputPixels: 100 }),
-        /^image: image is 16x16 = 256 pixels, above the limit of 100/,
-      ],
-      [
-        "float image above maxInputPixels",
-        () => ({
-          image: { data: new Float32Array(S * S * 3), shape: [S, S, 3], layout: "nhwc" },
-          maxInputPixels: 100,
-        }),
-        /image: image is 16x16 = 256 pixels, above the limit of 100 \(maxInputPixels\)/,
-      ],
-      [
-        "RgbImage with the wrong data length",
-        () => ({ image: { ...IMG_A, width: 15 } }),
-        /^image: data has 768 bytes/,
-      ],
-      [
-        "undecodable file",
-        () => {
-          const p = join(TMP, "garbage.png");
-          writeFileSync(p, "this is not an image at all");
-          return { image: p };
-        },
-        /^image: .*garbage\.png: not a decodable image/,
-      ],
-      [
-        "undecodable buffer",
-        () => ({ image: [Buffer.from("hello there")] }),
-        /^image\[0\]: not a decodable image/,
-      ],
-      [
-        "truncated PNG",
-        async () => {
-          // Noise compresses badly, so half the file cuts into the pixel data.
-          const noisy = picture(0, 64, 64);
-          for (let i = 0; i < noisy.data.length; i++) noisy.data[i] = (i * 2654435761) >>> 24;
-          const png = await pngOf(noisy);
-          const p = join(TMP, "truncated.png");
-          writeFileSync(p, png.subarray(0, Math.floor(png.length / 2)));
-          return { image: p };
-        },
-        /^image: .*truncated\.png: cannot decode image, corrupt or truncated/,
-      ],
-      ["missing file", () => ({ image: join(TMP, "missing.png") }), /^image: .*missing\.png: file not found/],
-      [
-        "latents of the wrong shape",
-        () => ({ latents: latents([1, 4, 8, 8]) }),
-        /latents have shape \[1,4,8,8\], expected \[1,4,16,16\]/,
-      ],
-      [
-        "latents of the wrong batch",
-        () => ({ latents: latents([2, 4, 16, 16]) }),
-        /latents have batch size 2, expected 1/,
-      ],
-      [
-        "a 4-channel NCHW float image (passed through as latents by diffusers)",
-        () => ({ image: { data: new Float32Array(4 * S * S), shape: [1, 4, S, S], layout: "nchw" } }),
-        /image has 4 channels: the UNet expects 7 input channels/,
-      ],
-      [
-        "generator list of the wrong length",
-        () => ({ generator: [gen(0), gen(1)] }),
-        /generator list has 2 generators for an effective batch of 1/,
-      ],
-      ["clipSkip out of range", () => ({ clipSkip: 6 }), /clipSkip must be an integer in 0\.\.5, got 6/],
-      [
-        "unknown crossAttentionKwargs key",
-        () => ({ crossAttentionKwargs: { attn_mask: 1 } as { scale?: number } }),
-        /crossAttentionKwargs\.attn_mask is not supported/,
-      ],
-      ["callbackSteps 0", () => ({ callbackSteps: 0 }), /callbackSteps must be a positive integer, got 0/],
-      [
-        "unknown outputType",
-        () => ({ outputType: "jpg" as "np" }),
-        /outputType must be one of pil, np, pt, latent, got "jpg"/,
-      ],
-    ];
-    for (const [name, make, pattern] of cases) {
-      test(name, async () => {
-        instrument();
-        const o = base(await make());
-        await assert.rejects(pipe.call(o), (e: Error) => {
-          assert.match(e.message, pattern);
-          assert.match(e.name, /UpscaleInputError|ImageInputError/);
-          return true;
-        });
-        assert.deepEqual(counts, { text: 0, unet: 0, vae: 0 }, "no model ran");
-      });
-    }
-
-    test("an already aborted signal stops before any compute", async () => {
-      instrument();
-      const ac = new AbortController();
-      ac.abort();
-      await assert.rejects(pipe.call(base({ signal: ac.signal })), { name: "AbortError" });
-      assert.deepEqual(counts, { text: 0, unet: 0, vae: 0 });
-    });
+  before(() => {
+    pipe = t.pipe;
   });
 
   describe("several prompts × numImagesPerPrompt (the documented deviation) and generator lists", () => {
@@ -712,91 +407,5 @@ describe("StableDiffusionUpscalePipeline behaviour (tiny model)", () => {
         return true;
       });
     });
-  });
-});
-
-describe("fromPretrained errors name the file", () => {
-  const COMPONENTS = ["low_res_scheduler", "scheduler", "text_encoder", "tokenizer", "unet", "vae"];
-  /** A copy of the tiny model folder (components symlinked) with `edit` applied. */
-  function folder(name: string, edit: (dir: string) => void, skip: string[] = []): string {
-    const dir = join(TMP, name);
-    mkdirSync(dir);
-    writeFileSync(join(dir, "model_index.json"), readFileSync(join(MODEL, "model_index.json")));
-    for (const c of COMPONENTS) if (!skip.includes(c)) symlinkSync(join(MODEL, c), join(dir, c));
-    edit(dir);
-    return dir;
-  }
-  const load = (dir: string) => StableDiffusionUpscalePipeline.fromPretrained(dir, { runtime });
-
-  test("a bad precision, or int8 off the CPU, is refused before anything is resolved", async () => {
-    const missing = join(TMP, "does-not-exist");
-    const opts = (o: object) => StableDiffusionUpscalePipeline.fromPretrained(missing, { runtime, ...o });
-    await assert.rejects(opts({ precision: "fp8" }), /precision must be one of float32, int8, got "fp8"/);
-    await assert.rejects(opts({ precision: "int8", device: "cuda" }), /precision "int8" is a CPU path/);
-  });
-
-  test("model_index.json of another pipeline class", async () => {
-    const dir = folder("other-class", (d) => {
-      const index = JSON.parse(readFileSync(join(d, "model_index.json"), "utf8"));
-      index._class_name = "StableDiffusionPipeline";
-      writeFileSync(join(d, "model_index.json"), JSON.stringify(index));
-    });
-    await assert.rejects(
-      load(dir),
-      /model_index\.json: _class_name is "StableDiffusionPipeline"; sdx4 loads StableDiffusionUpscalePipeline/,
-    );
-  });
-
-  test("a missing component folder", async () => {
-    const dir = folder("no-vae", () => {}, ["vae"]);
-    await assert.rejects(load(dir), (e: Error) => {
-      assert.match(
-        e.message,
-        /no-vae[/\\]vae: component folder not found \(.*model_index\.json lists vae as AutoencoderKL\)/,
-      );
-      return true;
-    });
-  });
-
-  test("a component missing from model_index.json", async () => {
-    const dir = folder("index-no-unet", (d) => {
-      const index = JSON.parse(readFileSync(join(d, "model_index.json"), "utf8"));
-      delete index.unet;
-      writeFileSync(join(d, "model_index.json"), JSON.stringify(index));
-    });
-    await assert.rejects(load(dir), /model_index\.json: component "unet" is missing/);
-  });
-
-  test("corrupt JSON: model_index.json, a component config", async () => {
-    const dir = folder("corrupt-index", (d) => writeFileSync(join(d, "model_index.json"), "{ not json"));
-    await assert.rejects(load(dir), /corrupt-index[/\\]model_index\.json: not valid JSON/);
-    const dir2 = folder(
-      "corrupt-scheduler",
-      (d) => {
-        mkdirSync(join(d, "scheduler"));
-        writeFileSync(join(d, "scheduler", "scheduler_config.json"), '{"num_train_timesteps": 1000,');
-      },
-      ["scheduler"],
-    );
-    await assert.rejects(
-      load(dir2),
-      /corrupt-scheduler[/\\]scheduler[/\\]scheduler_config\.json: not valid JSON/,
-    );
-  });
-
-  test("a pickle-only unet folder", async () => {
-    const dir = folder(
-      "pickle-unet",
-      (d) => {
-        mkdirSync(join(d, "unet"));
-        writeFileSync(join(d, "unet", "config.json"), readFileSync(join(MODEL, "unet", "config.json")));
-        writeFileSync(join(d, "unet", "diffusion_pytorch_model.bin"), "PK\x03\x04 pickle");
-      },
-      ["unet"],
-    );
-    await assert.rejects(
-      load(dir),
-      /pickle-unet[/\\]unet: only a pickle checkpoint \(diffusion_pytorch_model\.bin\) is present; sdx4 loads safetensors only/,
-    );
   });
 });
