@@ -3,22 +3,15 @@
  * naming the argument.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { before, describe, test } from "node:test";
 import type { StableDiffusionUpscalePipeline } from "../../src/pipelines/pipeline_stable_diffusion_upscale.js";
 import type { UpscaleCallOptions } from "../../src/pipelines/upscale_inputs.js";
 import type { HostTensor } from "../../src/runtime/host_tensor.js";
-import { RuntimeHost } from "../../src/runtime/worker_host.js";
-import { gen, IMG_A, IMG_B, picture, pngOf, S, tinyPipeline } from "./tiny_harness.js";
+import { gen, IMG_A, IMG_B, picture, pngOf, S, testWorkspace, tinyPipeline } from "./tiny_harness.js";
 
-const runtime = new RuntimeHost();
-const TMP = mkdtempSync(join(tmpdir(), "sdx4-bad-inputs-"));
-after(async () => {
-  await runtime.close();
-  rmSync(TMP, { recursive: true, force: true });
-});
+const { runtime, tmp: TMP } = testWorkspace("bad-inputs");
 
 describe("StableDiffusionUpscalePipeline (tiny model)", () => {
   const t = tinyPipeline(runtime);

@@ -5,10 +5,9 @@
  * from_pretrained_errors.test.ts.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { before, describe, test } from "node:test";
 import type { FloatImageBatch, RgbImage } from "../../src/image/types.js";
 import {
   NonFiniteError,
@@ -17,16 +16,22 @@ import {
 } from "../../src/pipelines/pipeline_stable_diffusion_upscale.js";
 import type { TraceStage, UpscaleCallOptions } from "../../src/pipelines/upscale_inputs.js";
 import type { HostTensor } from "../../src/runtime/host_tensor.js";
-import { RuntimeHost } from "../../src/runtime/worker_host.js";
 import { assertClose } from "../helpers/fixtures.js";
-import { dataOf, gen, IMG_A, IMG_B, maxAbsDiff, pngOf, row, S, TOL, tinyPipeline } from "./tiny_harness.js";
+import {
+  dataOf,
+  gen,
+  IMG_A,
+  IMG_B,
+  maxAbsDiff,
+  pngOf,
+  row,
+  S,
+  TOL,
+  testWorkspace,
+  tinyPipeline,
+} from "./tiny_harness.js";
 
-const runtime = new RuntimeHost();
-const TMP = mkdtempSync(join(tmpdir(), "sdx4-behaviour-"));
-after(async () => {
-  await runtime.close();
-  rmSync(TMP, { recursive: true, force: true });
-});
+const { runtime, tmp: TMP } = testWorkspace("behaviour");
 
 describe("StableDiffusionUpscalePipeline behaviour (tiny model)", () => {
   const t = tinyPipeline(runtime);

@@ -1,19 +1,12 @@
 /** StableDiffusionUpscalePipeline.fromPretrained: a bad model folder gets an error naming the file. */
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { StableDiffusionUpscalePipeline } from "../../src/pipelines/pipeline_stable_diffusion_upscale.js";
-import { RuntimeHost } from "../../src/runtime/worker_host.js";
-import { MODEL } from "./tiny_harness.js";
+import { MODEL, testWorkspace } from "./tiny_harness.js";
 
-const runtime = new RuntimeHost();
-const TMP = mkdtempSync(join(tmpdir(), "sdx4-from-pretrained-"));
-after(async () => {
-  await runtime.close();
-  rmSync(TMP, { recursive: true, force: true });
-});
+const { runtime, tmp: TMP } = testWorkspace("from-pretrained");
 
 describe("fromPretrained errors name the file", () => {
   const COMPONENTS = ["low_res_scheduler", "scheduler", "text_encoder", "tokenizer", "unet", "vae"];

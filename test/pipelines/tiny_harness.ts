@@ -1,11 +1,13 @@
 /**
- * The tiny-model pipeline the behaviour tests share (behaviour.test.ts, bad_inputs.test.ts): test pictures, output
- * helpers, and `tinyPipeline`, which loads the pipeline once per describe block and counts / patches its model
- * calls per test.
+ * The tiny-model pipeline the behaviour tests share (behaviour, bad_inputs, from_pretrained_errors): test pictures,
+ * output helpers, a runtime + temporary folder per test file (`testWorkspace`), and `tinyPipeline`, which loads
+ * the pipeline once per describe block and counts / patches its model calls per test.
  */
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, before } from "node:test";
+import { after, afterEach, before } from "node:test";
 import sharp from "sharp";
 import type { RgbImage } from "../../src/image/types.js";
 import {
@@ -15,10 +17,21 @@ import {
 import type { UpscaleCallOptions } from "../../src/pipelines/upscale_inputs.js";
 import { Generator } from "../../src/random/generator.js";
 import type { HostTensor } from "../../src/runtime/host_tensor.js";
-import type { RuntimeHost } from "../../src/runtime/worker_host.js";
+import { RuntimeHost } from "../../src/runtime/worker_host.js";
 import { FIXTURES } from "../helpers/fixtures.js";
 
 export const MODEL = join(FIXTURES, "models/tiny-upscaler");
+
+/** A test file's runtime host and temporary folder (sdx4-<name>-*), both closed / removed after the file. */
+export function testWorkspace(name: string): { runtime: RuntimeHost; tmp: string } {
+  const runtime = new RuntimeHost();
+  const tmp = mkdtempSync(join(tmpdir(), `sdx4-${name}-`));
+  after(async () => {
+    await runtime.close();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+  return { runtime, tmp };
+}
 
 export const S = 16; // input side: latents 16x16, outputs 64x64
 export const TOL = { atol: 1e-4, rtol: 1e-4 };
